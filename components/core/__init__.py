@@ -1,0 +1,1 @@
+"""Shared ML core: class names, errors, progress, dataset artifact, storage, images, model, metrics."""

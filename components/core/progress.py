@@ -1,0 +1,38 @@
+"""Console progress for long work (images ingested, epochs, predictions), printed to stderr."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+
+class Progress:
+    """Prints `label: done/total (pct%) extra` at most every `every_seconds`, and always at the end."""
+
+    def __init__(self, label: str, total: int, every_seconds: float = 2.0, stream=None):
+        self.label = label
+        self.total = total
+        self.every_seconds = every_seconds
+        self.stream = stream or sys.stderr
+        self.done = 0
+        self._started = time.monotonic()
+        self._last_print = 0.0
+
+    def advance(self, n: int = 1, extra: str = "") -> None:
+        self.done += n
+        now = time.monotonic()
+        if self.done >= self.total or now - self._last_print >= self.every_seconds:
+            self._last_print = now
+            self._print(extra)
+
+    def _print(self, extra: str) -> None:
+        pct = 100.0 * self.done / self.total if self.total else 100.0
+        rate = self.done / max(time.monotonic() - self._started, 1e-9)
+        tail = f" {extra}" if extra else ""
+        print(f"{self.label}: {self.done}/{self.total} ({pct:.0f}%, {rate:.0f}/s){tail}",
+              file=self.stream, flush=True)
+
+
+def log(message: str) -> None:
+    """One line of console output for a step (stderr, so stdout stays machine-readable)."""
+    print(message, file=sys.stderr, flush=True)
