@@ -1,0 +1,130 @@
+"""Scores one trained variant on the held-out images and writes everything `report` needs.
+
+Consumes an ingested dataset folder, a split folder and a train output folder (model.keras,
+train.json, history.json). Evaluates on the split's test ids, or on its validation ids when the
+split has no test side. Produces, in the output folder:
+
+  predictions.csv  id, true_class, predicted_class, prob_<class> per class (the single source of
+                   every number below; see components/core/metrics.py)
+  metrics.json     one `variants[]` entry of comparison.json: train.json and history.json merged with
+                   the metrics computed from predictions.csv, plus eval_side ("test" or "val")
+  dataset.json     the `dataset` object of comparison.json, so `report` needs nothing else
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from components.core.classes import CLASS_NAMES
+from components.core.dataset import contract_summary, open_dataset, write_json
+from components.core.errors import CxrError
+from components.core.metrics import PREDICTIONS_FILE, metrics_from_predictions, write_predictions
+from components.core.progress import log
+from components.split import load_split
+
+__all__ = ["evaluate", "metrics_from_predictions", "METRICS_FILE", "DATASET_FILE", "PREDICTIONS_FILE"]
+
+METRICS_FILE = "metrics.json"
+DATASET_FILE = "dataset.json"
+MODEL_FILE = "model.keras"
+TRAIN_FILE = "train.json"
+HISTORY_FILE = "history.json"
+
+# train.json keys that a comparison.json variant entry carries, in the entry's order.
+TRAIN_KEYS = ("variant", "title", "trainable_layers", "trainable_params", "total_params", "epochs",
+              "train_seconds", "weights")
+
+
+def evaluate(dataset_dir: Path, split_dir: Path, model_dir: Path, out_dir: Path, *,
+             batch_size: int = 64) -> dict:
+    """Predicts the held-out images with a trained model and writes predictions, metrics and dataset summary.
+
+    Args:
+        dataset_dir: an ingested dataset folder (`cxr ingest --out`).
+        split_dir: a split folder (`cxr split --out`) made from that dataset.
+        model_dir: a train output folder (`cxr train --out`).
+        out_dir: where predictions.csv, metrics.json and dataset.json go (created; files replaced).
+        batch_size: images per prediction batch.
+
+    Returns:
+        The metrics.json entry (one `variants[]` entry of comparison.json).
+    """
+    dataset_dir, split_dir, model_dir, out_dir = map(Path, (dataset_dir, split_dir, model_dir, out_dir))
+    if batch_size < 1:
+        raise CxrError(f"--batch-size must be at least 1, got {batch_size}")
+    train_info, history = _read_model_dir(model_dir)
+    dataset = open_dataset(dataset_dir)
+    if not split_dir.is_dir():
+        raise CxrError(f"split folder {split_dir} not found; run `cxr split --dataset {dataset_dir} "
+                       f"--out {split_dir}` first")
+    sides = load_split(split_dir)
+    eval_side = "test" if sides.get("test") else "val"
+    ids = list(sides.get(eval_side) or [])
+    if not ids:
+        raise CxrError(f"split {split_dir} has neither test nor validation ids; run `cxr split` with "
+                       "--val-fraction or --test-fraction above 0")
+    rows = dataset.rows_for(ids)
+    model = _load_model(model_dir)
+
+    log(f"evaluate: {train_info['variant']} on {len(ids)} {eval_side} images of {dataset_dir}")
+    from components.core.data import predict_probabilities  # imports TensorFlow
+
+    probabilities = predict_probabilities(model, dataset, rows, batch_size=batch_size)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_predictions(out_dir / PREDICTIONS_FILE, ids, dataset.labels_for(rows), probabilities)
+    metrics = metrics_from_predictions(out_dir / PREDICTIONS_FILE)
+
+    entry = {key: train_info[key] for key in TRAIN_KEYS}
+    entry |= metrics
+    entry["history"] = history
+    entry["eval_side"] = eval_side
+    entry |= {key: value for key, value in train_info.items() if key not in entry}
+    write_json(out_dir / METRICS_FILE, entry)
+    write_json(out_dir / DATASET_FILE, contract_summary(dataset.summary))
+    log(f"evaluate: {entry['variant']} accuracy {entry['accuracy']:.4f}, macro-F1 {entry['macro_f1']:.4f} "
+        f"on {entry['n_eval']} {eval_side} images -> {out_dir}")
+    return entry
+
+
+def _read_json(path: Path, what: str) -> object:
+    if not path.is_file():
+        raise CxrError(f"{path} not found: {path.parent} is not a train output folder ({what}); "
+                       f"run `cxr train --out {path.parent}` first")
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CxrError(f"{path} is not valid JSON ({exc}); run `cxr train` again") from exc
+
+
+def _read_model_dir(model_dir: Path) -> tuple[dict, dict]:
+    if not model_dir.is_dir():
+        raise CxrError(f"model folder {model_dir} not found; run `cxr train --out {model_dir}` first")
+    if not (model_dir / MODEL_FILE).is_file():
+        raise CxrError(f"{model_dir / MODEL_FILE} not found; run `cxr train --out {model_dir}` first")
+    train_info = _read_json(model_dir / TRAIN_FILE, "training summary")
+    missing = [key for key in TRAIN_KEYS if not isinstance(train_info, dict) or key not in train_info]
+    if missing:
+        raise CxrError(f"{model_dir / TRAIN_FILE} lacks {missing}; run `cxr train` again")
+    history = _read_json(model_dir / HISTORY_FILE, "training history")
+    if not isinstance(history, dict) or not all(isinstance(v, list) for v in history.values()):
+        raise CxrError(f"{model_dir / HISTORY_FILE} must map metric names to per-epoch lists; "
+                       "run `cxr train` again")
+    return train_info, history
+
+
+def _load_model(model_dir: Path):
+    import keras  # imports TensorFlow, which commands that never predict should not pay for
+
+    path = model_dir / MODEL_FILE
+    try:
+        model = keras.saving.load_model(path, compile=False)
+    except Exception as exc:  # Keras raises ValueError, OSError, zipfile errors … for a bad file
+        first_line = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise CxrError(f"cannot load {path} ({first_line}); run `cxr train` again") from exc
+    input_shape, output_shape = tuple(model.input_shape), tuple(model.output_shape)
+    if len(input_shape) != 4 or input_shape[-1] != 1 or input_shape[1] != input_shape[2]:
+        raise CxrError(f"{path} takes input {input_shape}; expected (batch, size, size, 1) grayscale pixels")
+    if output_shape[-1] != len(CLASS_NAMES):
+        raise CxrError(f"{path} outputs {output_shape[-1]} classes; expected {len(CLASS_NAMES)}")
+    return model

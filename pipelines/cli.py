@@ -1,0 +1,147 @@
+"""`cxr`: the study's steps, the demo data and the pipeline, from the command line.
+
+Each command calls one plain function (components/ for steps, pipelines/ for the pipeline) and
+prints a one-line reason, exiting 2, on bad input. Heavy imports happen inside the commands so
+`cxr --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from components.core.errors import CxrError
+
+
+def _demo_data(a):
+    from components.core.demo import make_demo_dataset
+    return make_demo_dataset(a.out, total=a.total, size=a.size, seed=a.seed)
+
+
+def _demo_weights(a):
+    from components.core.demo import make_demo_weights
+    return {"weights": str(make_demo_weights(a.out_file, image_size=a.image_size, seed=a.seed))}
+
+
+def _ingest(a):
+    from components.ingest import ingest
+    return ingest(a.source, a.out, stored_size=a.stored_size)
+
+
+def _split(a):
+    from components.split import PRESETS, split
+    val, test = PRESETS[a.preset] if a.preset else (0.3, 0.0)
+    val = a.val_fraction if a.val_fraction is not None else val
+    test = a.test_fraction if a.test_fraction is not None else test
+    return split(a.dataset, a.out, val_fraction=val, test_fraction=test, seed=a.seed)
+
+
+def _train(a):
+    from components.train import train
+    return train(a.dataset, a.split, a.out, variant=a.variant, epochs=a.epochs, batch_size=a.batch_size,
+                 learning_rate=a.learning_rate, image_size=a.image_size, weights=a.weights,
+                 weights_sha256=a.weights_sha256, seed=a.seed)
+
+
+def _evaluate(a):
+    from components.evaluate import evaluate
+    return evaluate(a.dataset, a.split, a.model, a.out, batch_size=a.batch_size)
+
+
+def _report(a):
+    from components.report import report
+    comparison = report(a.evaluation, a.out)
+    return {"best_variant": comparison["best_variant"], "report": str(Path(a.out) / "report.html")}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The `cxr` argument parser (one sub-command per step or pipeline action)."""
+    parser = argparse.ArgumentParser(
+        prog="cxr", description="MobileNetV2 transfer learning on chest X-rays, step by step or as a "
+        "Kubeflow pipeline.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name, func, help_text):
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(func=func)
+        return p
+
+    p = command("demo-data", _demo_data, "Write a synthetic dataset in the Kaggle layout (demo and tests).")
+    p.add_argument("out", type=Path, metavar="OUT", help="dataset folder to write (replaced)")
+    p.add_argument("--total", type=int, default=240, help="number of images (default 240)")
+    p.add_argument("--size", type=int, default=299, help="image side in pixels (default 299)")
+    p.add_argument("--seed", type=int, default=0)
+
+    p = command("demo-weights", _demo_weights,
+                "Pretrain a MobileNetV2 backbone offline on synthetic images (stand-in for ImageNet).")
+    p.add_argument("out_file", type=Path, metavar="OUT_FILE", help="weights file, must end .weights.h5")
+    p.add_argument("--image-size", type=int, default=96, help="pretraining image side (default 96)")
+    p.add_argument("--seed", type=int, default=0)
+
+    p = command("ingest", _ingest, "Decode and validate every image once into a dataset folder.")
+    p.add_argument("--source", required=True, help="dataset folder, .zip of it, or gs://bucket/prefix")
+    p.add_argument("--out", required=True, type=Path, help="dataset folder to write")
+    p.add_argument("--stored-size", type=int, default=None,
+                   help="side of the stored pixels (default: the most common image size)")
+
+    from components.split import PRESETS
+    p = command("split", _split, "Stratified, seeded hold-out; identical images stay on one side.")
+    p.add_argument("--dataset", required=True, type=Path, help="ingested dataset folder")
+    p.add_argument("--out", required=True, type=Path, help="split folder to write")
+    p.add_argument("--preset", choices=sorted(PRESETS),
+                   help="holdout-70-30 (default: the study's method) or study-80-10-10 (its confusion "
+                   "matrices' protocol)")
+    p.add_argument("--val-fraction", type=float, default=None, help="validation share (default 0.3)")
+    p.add_argument("--test-fraction", type=float, default=None, help="test share (default 0.0)")
+    p.add_argument("--seed", type=int, default=42)
+
+    p = command("train", _train, "Fine-tune one variant (model1, model2 or model3).")
+    p.add_argument("--dataset", required=True, type=Path)
+    p.add_argument("--split", required=True, type=Path)
+    p.add_argument("--variant", required=True, choices=("model1", "model2", "model3"))
+    p.add_argument("--out", required=True, type=Path, help="model folder to write")
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--batch-size", type=int, default=16, help="global batch size (default 16)")
+    p.add_argument("--learning-rate", type=float, default=1e-3)
+    p.add_argument("--image-size", type=int, default=224)
+    p.add_argument("--weights", default="imagenet", help="imagenet | none | PATH | gs://URI")
+    p.add_argument("--weights-sha256", default=None, help="expected sha256 of the weights file")
+    p.add_argument("--seed", type=int, default=42)
+
+    p = command("evaluate", _evaluate, "Predict the held-out images and compute every metric from them.")
+    p.add_argument("--dataset", required=True, type=Path)
+    p.add_argument("--split", required=True, type=Path)
+    p.add_argument("--model", required=True, type=Path, help="folder written by `cxr train`")
+    p.add_argument("--out", required=True, type=Path, help="evaluation folder to write")
+    p.add_argument("--batch-size", type=int, default=64)
+
+    p = command("report", _report, "Merge evaluations into comparison.json/csv, report.md and report.html.")
+    p.add_argument("--evaluation", required=True, type=Path, action="append",
+                   help="folder written by `cxr evaluate` (repeat for each variant)")
+    p.add_argument("--out", required=True, type=Path)
+
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `cxr` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        result = args.func(args)
+    except CxrError as exc:
+        print(f"cxr: {exc}", file=sys.stderr)
+        return 2
+    if result is not None:
+        print(json.dumps(_brief(result), indent=2, default=str))
+    return 0
+
+
+def _brief(result: dict) -> dict:
+    """What a command prints on stdout: its result without the long lists."""
+    return {k: v for k, v in result.items() if not (isinstance(v, list) and len(v) > 20)}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,75 @@
+"""Stratified, seeded split that keeps identical images on one side."""
+
+import json
+
+import pytest
+
+from components.core.classes import CLASS_NAMES
+from components.core.errors import CxrError
+from components.split import PRESETS, load_split, split
+from tests.factories import write_dataset
+
+COUNTS = {"COVID": 40, "Lung_Opacity": 60, "Normal": 100, "Viral Pneumonia": 20}
+
+
+@pytest.fixture
+def dataset(tmp_path):
+    return write_dataset(tmp_path / "ds", COUNTS, duplicates=[[0, 1, 2], [45, 150], [39, 41]])
+
+
+def test_default_is_a_stratified_70_30_holdout(dataset, tmp_path):
+    summary = split(dataset, tmp_path / "split")
+    for c in CLASS_NAMES:
+        assert abs(summary["per_class"]["val"][c] - 0.3 * COUNTS[c]) <= 2
+        assert summary["per_class"]["test"][c] == 0
+    sides = load_split(tmp_path / "split")
+    assert sorted(sides["train"] + sides["val"]) == sorted(
+        f"{c}/images/{c}-{i + 1}.png" for c in CLASS_NAMES for i in range(COUNTS[c]))
+    assert not set(sides["train"]) & set(sides["val"])
+
+
+def test_study_preset_tests_ten_percent_of_each_class(dataset, tmp_path):
+    val, test = PRESETS["study-80-10-10"]
+    summary = split(dataset, tmp_path / "split", val_fraction=val, test_fraction=test)
+    assert summary["per_class"]["test"] == {"COVID": 4, "Lung_Opacity": 6, "Normal": 10, "Viral Pneumonia": 2}
+    assert summary["counts"]["val"] == 22
+    assert summary["counts"]["train"] == 220 - 44
+
+
+def test_identical_images_land_on_the_same_side(dataset, tmp_path):
+    for seed in range(8):
+        split(dataset, tmp_path / f"s{seed}", val_fraction=0.4, test_fraction=0.2, seed=seed)
+        sides = load_split(tmp_path / f"s{seed}")
+        side_of = {i: s for s, ids in sides.items() for i in ids}
+        for group in (["COVID/images/COVID-1.png", "COVID/images/COVID-2.png", "COVID/images/COVID-3.png"],
+                      ["Lung_Opacity/images/Lung_Opacity-6.png", "Normal/images/Normal-51.png"]):
+            assert len({side_of[i] for i in group}) == 1, (seed, group)
+
+
+def test_same_seed_same_split_other_seed_other_split(dataset, tmp_path):
+    split(dataset, tmp_path / "a", seed=7)
+    split(dataset, tmp_path / "b", seed=7)
+    split(dataset, tmp_path / "c", seed=8)
+    assert load_split(tmp_path / "a") == load_split(tmp_path / "b")
+    assert load_split(tmp_path / "a") != load_split(tmp_path / "c")
+    summary = json.loads((tmp_path / "a" / "summary.json").read_text())
+    assert summary["seed"] == 7 and summary["counts"]["train"] + summary["counts"]["val"] == 220
+
+
+def test_rerun_on_the_same_folder_replaces_it(dataset, tmp_path):
+    split(dataset, tmp_path / "s", val_fraction=0.5)
+    split(dataset, tmp_path / "s", val_fraction=0.3)
+    assert len(load_split(tmp_path / "s")["val"]) == pytest.approx(66, abs=2)
+
+
+@pytest.mark.parametrize("val, test, match", [
+    (0.0, 0.0, "--val-fraction"), (1.2, 0.0, "--val-fraction"), (0.3, -0.1, "--test-fraction"),
+    (0.6, 0.4, "sum must be below 1")])
+def test_bad_fractions_are_rejected(dataset, tmp_path, val, test, match):
+    with pytest.raises(CxrError, match=match):
+        split(dataset, tmp_path / "s", val_fraction=val, test_fraction=test)
+
+
+def test_not_a_dataset_folder(tmp_path):
+    with pytest.raises(CxrError, match="cxr ingest"):
+        split(tmp_path, tmp_path / "s")
