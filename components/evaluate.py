@@ -11,22 +11,28 @@ split has no test side. Produces, in the output folder:
   dataset.json     the `dataset` object of comparison.json, so `report` needs nothing else
 """
 
-from __future__ import annotations
-
 import json
 from pathlib import Path
 
+from kfp import dsl
+from kfp.dsl import Artifact, ClassificationMetrics, Dataset, Input, Metrics, Model, Output
+
+from components.core.artifacts import DEFAULT_IMAGE
 from components.core.classes import CLASS_NAMES
 from components.core.dataset import contract_summary, open_dataset, write_json
 from components.core.errors import CxrError
-from components.core.metrics import PREDICTIONS_FILE, metrics_from_predictions, write_predictions
+from components.core.metrics import (
+    DATASET_FILE,
+    METRICS_FILE,
+    PREDICTIONS_FILE,
+    metrics_from_predictions,
+    write_predictions,
+)
 from components.core.progress import log
 from components.split import load_split
 
 __all__ = ["evaluate", "metrics_from_predictions", "METRICS_FILE", "DATASET_FILE", "PREDICTIONS_FILE"]
 
-METRICS_FILE = "metrics.json"
-DATASET_FILE = "dataset.json"
 MODEL_FILE = "model.keras"
 TRAIN_FILE = "train.json"
 HISTORY_FILE = "history.json"
@@ -55,10 +61,8 @@ def evaluate(dataset_dir: Path, split_dir: Path, model_dir: Path, out_dir: Path,
         raise CxrError(f"--batch-size must be at least 1, got {batch_size}")
     train_info, history = _read_model_dir(model_dir)
     dataset = open_dataset(dataset_dir)
-    if not split_dir.is_dir():
-        raise CxrError(f"split folder {split_dir} not found; run `cxr split --dataset {dataset_dir} "
-                       f"--out {split_dir}` first")
     sides = load_split(split_dir)
+    _check_fingerprints(dataset.summary.get("fingerprint"), split_dir, train_info, model_dir)
     eval_side = "test" if sides.get("test") else "val"
     ids = list(sides.get(eval_side) or [])
     if not ids:
@@ -68,7 +72,7 @@ def evaluate(dataset_dir: Path, split_dir: Path, model_dir: Path, out_dir: Path,
     model = _load_model(model_dir)
 
     log(f"evaluate: {train_info['variant']} on {len(ids)} {eval_side} images of {dataset_dir}")
-    from components.core.data import predict_probabilities  # imports TensorFlow
+    from components.core.data import predict_probabilities
 
     probabilities = predict_probabilities(model, dataset, rows, batch_size=batch_size)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -113,12 +117,25 @@ def _read_model_dir(model_dir: Path) -> tuple[dict, dict]:
     return train_info, history
 
 
+def _check_fingerprints(fingerprint: str | None, split_dir: Path, train_info: dict, model_dir: Path) -> None:
+    try:
+        split_fingerprint = json.loads((split_dir / "summary.json").read_text()).get("dataset_fingerprint")
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as exc:
+        raise CxrError(f"{split_dir / 'summary.json'} is not a split summary; run `cxr split` again") from exc
+    if fingerprint and split_fingerprint and split_fingerprint != fingerprint:
+        raise CxrError(f"split {split_dir} was made from another dataset (fingerprint "
+                       f"{split_fingerprint[:12]}…, this one {fingerprint[:12]}…); run `cxr split` on it")
+    trained_on = train_info.get("dataset_fingerprint")
+    if fingerprint and trained_on and trained_on != fingerprint:
+        log(f"evaluate: note: {model_dir} was trained on another dataset (fingerprint {trained_on[:12]}…)")
+
+
 def _load_model(model_dir: Path):
-    import keras  # imports TensorFlow, which commands that never predict should not pay for
+    from components.core.model import load_model  # imports TensorFlow; only predicting needs it
 
     path = model_dir / MODEL_FILE
     try:
-        model = keras.saving.load_model(path, compile=False)
+        model = load_model(path)
     except Exception as exc:  # Keras raises ValueError, OSError, zipfile errors … for a bad file
         first_line = (str(exc).splitlines() or [type(exc).__name__])[0]
         raise CxrError(f"cannot load {path} ({first_line}); run `cxr train` again") from exc
@@ -128,3 +145,26 @@ def _load_model(model_dir: Path):
     if output_shape[-1] != len(CLASS_NAMES):
         raise CxrError(f"{path} outputs {output_shape[-1]} classes; expected {len(CLASS_NAMES)}")
     return model
+
+
+@dsl.component(base_image=DEFAULT_IMAGE, install_kfp_package=False)
+def evaluate_op(dataset: Input[Dataset], split_ids: Input[Artifact], model: Input[Model],
+                evaluation: Output[Artifact], metrics: Output[Metrics],
+                confusion_matrix: Output[ClassificationMetrics]):
+    """Scores one trained variant on the held-out ids.
+
+    Consumes the ingested `dataset`, `split_ids` and one variant's `model`; produces `evaluation`
+    (a folder with predictions.csv, metrics.json and dataset.json, the variant in its metadata),
+    `metrics` (accuracy, macro_f1, COVID sensitivity and specificity, train_seconds and
+    trainable_params for the Kubeflow UI) and `confusion_matrix` (with the class names).
+    """
+    from pathlib import Path
+
+    from components.core.artifacts import log_confusion_matrix, log_metrics
+    from components.evaluate import evaluate
+
+    entry = evaluate(Path(dataset.path), Path(split_ids.path), Path(model.path), Path(evaluation.path))
+    evaluation.metadata.update({"variant": entry["variant"], "title": entry["title"]})
+    metrics.metadata["variant"] = entry["variant"]
+    log_metrics(metrics, entry)
+    log_confusion_matrix(confusion_matrix, entry)

@@ -11,12 +11,14 @@ images, then to validation likewise, then the rest to training (a duplicate grou
 share by its size minus one).
 """
 
-from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
+from kfp import dsl
+from kfp.dsl import Artifact, Dataset, Input, Output
 
+from components.core.artifacts import DEFAULT_IMAGE
 from components.core.classes import CLASS_NAMES
 from components.core.dataset import open_dataset, write_json
 from components.core.errors import CxrError
@@ -124,3 +126,20 @@ def _groups(duplicate_group: np.ndarray, class_names: np.ndarray) -> list[tuple[
         majority = max(CLASS_NAMES, key=lambda c: (names.count(c), -CLASS_NAMES.index(c)))
         groups.append((majority, np.array(rows)))
     return groups
+
+
+@dsl.component(base_image=DEFAULT_IMAGE, install_kfp_package=False)
+def split_op(dataset: Input[Dataset], split_ids: Output[Artifact], val_fraction: float,
+             test_fraction: float, seed: int):
+    """Splits the ingested dataset into train / val / test id lists.
+
+    Consumes the `dataset` artifact of ingest_op; produces `split_ids`, a folder with train.txt,
+    val.txt, test.txt and summary.json (per-class counts per side, also in the artifact metadata).
+    """
+    from pathlib import Path
+
+    from components.split import split
+
+    summary = split(Path(dataset.path), Path(split_ids.path), val_fraction=val_fraction,
+                    test_fraction=test_fraction, seed=seed)
+    split_ids.metadata.update(summary["counts"])

@@ -5,15 +5,17 @@ val_accuracy per epoch) and D/train.json (variant, trainable_layers, trainable_p
 total_params, epochs, train_seconds, weights, and the settings used).
 """
 
-from __future__ import annotations
 
 import time
 from pathlib import Path
 
 import keras
 import tensorflow as tf
+from kfp import dsl
+from kfp.dsl import Artifact, Dataset, Input, Model, Output
 
 from components.core import data
+from components.core.artifacts import DEFAULT_IMAGE
 from components.core.dataset import open_dataset, write_json
 from components.core.errors import CxrError
 from components.core.model import (
@@ -81,7 +83,8 @@ def train(dataset_dir: Path, split_dir: Path, out_dir: Path, *, variant: str, ep
     started = time.perf_counter()
     fit = model.fit(train_batches, epochs=epochs,
                     steps_per_epoch=data.steps_per_epoch(len(train_rows), batch_size),
-                    validation_data=val_batches, verbose=0, callbacks=[EpochLog(variant, epochs)])
+                    validation_data=val_batches, shuffle=False, verbose=0,
+                    callbacks=[EpochLog(variant, epochs)])
     train_seconds = time.perf_counter() - started
 
     out_dir = Path(out_dir)
@@ -139,3 +142,22 @@ def _strategy(devices: list[str] | None) -> tf.distribute.Strategy:
     if devices and len(devices) > 1:
         return tf.distribute.MirroredStrategy(devices)
     return tf.distribute.get_strategy()
+
+
+@dsl.component(base_image=DEFAULT_IMAGE, install_kfp_package=False)
+def train_op(dataset: Input[Dataset], split_ids: Input[Artifact], model: Output[Model], variant: str,
+             epochs: int, batch_size: int, learning_rate: float, image_size: int, weights: str, seed: int):
+    """Fine-tunes one variant on the split's training side (the pipeline gives it 2 x T4).
+
+    Consumes the ingested `dataset` and `split_ids`; produces `model`, a folder with model.keras,
+    history.json and train.json. The variant name and parameter counts travel in its metadata.
+    """
+    from pathlib import Path
+
+    from components.train import train
+
+    record = train(Path(dataset.path), Path(split_ids.path), Path(model.path), variant=variant,
+                   epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
+                   image_size=image_size, weights=weights, seed=seed)
+    model.metadata.update({key: record[key] for key in (
+        "variant", "title", "trainable_params", "total_params", "epochs", "train_seconds", "replicas")})

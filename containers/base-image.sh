@@ -70,8 +70,7 @@ rm -f "$ROOTFS.log"
 # Slim it: no package lists, caches or logs in the image.
 rm -rf "$ROOTFS"/var/lib/apt/lists/* "$ROOTFS"/var/cache/apt/*.bin "$ROOTFS"/var/cache/apt/archives/*.deb \
        "$ROOTFS"/var/log/*.log "$ROOTFS"/var/log/apt/* "$ROOTFS"/tmp/* "$ROOTFS"/root/.cache
-"$ROOTFS/usr/bin/python3" --version >/dev/null 2>&1 || chroot "$ROOTFS" python3 --version >/dev/null \
-    || die "python3 missing from the bootstrapped rootfs"
+[[ -x "$ROOTFS/usr/bin/python3" ]] || die "python3 missing from the bootstrapped rootfs"
 
 tar --numeric-owner -C "$ROOTFS" -c . \
     | "$DOCKER" import \

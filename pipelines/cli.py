@@ -56,6 +56,27 @@ def _report(a):
     return {"best_variant": comparison["best_variant"], "report": str(Path(a.out) / "report.html")}
 
 
+def _run_local(a):
+    from pipelines.local_run import run_local
+    report_dir = run_local(a.out, source=a.source, config_path=a.config, overrides=a.set, runner=a.runner)
+    print(f"report: {report_dir / 'report.html'}")
+    return None
+
+
+def _compile(a):
+    from pipelines.compile import compile_pipeline
+    from pipelines.config import load_config
+    return {"pipeline": str(compile_pipeline(load_config(a.config, a.set), a.output))}
+
+
+def _submit(a):
+    from pipelines.config import load_config
+    from pipelines.submit import submit
+    overrides = list(a.set) + ([f"kfp.host={a.host}"] if a.host else []) + (
+        [f"kfp.experiment={a.experiment}"] if a.experiment else [])
+    return submit(load_config(a.config, overrides), wait=a.wait, timeout_s=a.timeout)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The `cxr` argument parser (one sub-command per step or pipeline action)."""
     parser = argparse.ArgumentParser(
@@ -121,6 +142,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--evaluation", required=True, type=Path, action="append",
                    help="folder written by `cxr evaluate` (repeat for each variant)")
     p.add_argument("--out", required=True, type=Path)
+
+    def config_options(p, default_config=None):
+        p.add_argument("--config", type=Path, default=default_config,
+                       help="YAML configuration (pipelines/configs/*.yaml)")
+        p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a setting, e.g. --set study.epochs=3 (repeatable)")
+
+    p = command("run-local", _run_local,
+                "Run the whole pipeline on this machine with kfp.local (demo data by default).")
+    p.add_argument("--source", default=None, help="dataset folder, .zip or gs:// prefix (default: demo data)")
+    p.add_argument("--out", type=Path, default=Path("runs/local"), help="run folder (default runs/local)")
+    p.add_argument("--runner", choices=("subprocess", "docker"), default="subprocess")
+    config_options(p)
+
+    p = command("compile", _compile, "Compile the pipeline YAML with images pinned from configuration.")
+    p.add_argument("--output", type=Path, default=Path("pipeline.yaml"))
+    config_options(p, default_config=Path(__file__).parent / "configs" / "cluster.yaml")
+
+    p = command("submit", _submit, "Compile and start a run on the Kubeflow Pipelines endpoint (KFP_HOST).")
+    p.add_argument("--host", default=None, help="KFP API endpoint (default: $KFP_HOST)")
+    p.add_argument("--experiment", default=None)
+    p.add_argument("--wait", action="store_true", help="follow the run; exit non-zero unless it succeeds")
+    p.add_argument("--timeout", type=float, default=24 * 3600, help="seconds --wait waits at most")
+    config_options(p, default_config=Path(__file__).parent / "configs" / "cluster.yaml")
 
     return parser
 

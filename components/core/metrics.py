@@ -20,7 +20,10 @@ from sklearn.metrics import confusion_matrix as sk_confusion_matrix
 from components.core.classes import CLASS_NAMES
 from components.core.errors import CxrError
 
+# The files of an evaluation folder (`cxr evaluate --out`).
 PREDICTIONS_FILE = "predictions.csv"
+METRICS_FILE = "metrics.json"
+DATASET_FILE = "dataset.json"
 PROB_COLUMNS: tuple[str, ...] = tuple(f"prob_{name}" for name in CLASS_NAMES)
 PREDICTION_COLUMNS: tuple[str, ...] = ("id", "true_class", "predicted_class") + PROB_COLUMNS
 

@@ -36,7 +36,7 @@ def confusion_matrix_svg(matrix, class_names, title: str, *, salt: str) -> str:
     shares = np.divide(counts, row_totals, out=np.zeros(counts.shape), where=row_totals > 0)
     labels = [name.replace(" ", "\n").replace("_", "\n") for name in class_names]
 
-    fig = _figure(4.6, 4.2)
+    fig = _figure(4.0, 4.0)
     ax = fig.add_subplot()
     # Vector cells (pcolormesh), not imshow: imshow embeds a base64 PNG inside the SVG.
     ax.pcolormesh(shares, cmap="Blues", vmin=0.0, vmax=1.0, edgecolors="white", linewidth=1)
@@ -44,8 +44,8 @@ def confusion_matrix_svg(matrix, class_names, title: str, *, salt: str) -> str:
     ax.invert_yaxis()
     for t in range(counts.shape[0]):
         for p in range(counts.shape[1]):
-            ax.text(p + 0.5, t + 0.5, f"{counts[t, p]}\n{shares[t, p]:.0%}", ha="center", va="center", fontsize=9,
-                    color="white" if shares[t, p] > 0.55 else "#222222")
+            ax.text(p + 0.5, t + 0.5, f"{counts[t, p]}\n{shares[t, p]:.0%}", ha="center", va="center",
+                    fontsize=9, color="white" if shares[t, p] > 0.55 else "#222222")
     ticks = np.arange(len(class_names)) + 0.5
     ax.set_xticks(ticks, labels, fontsize=8)
     ax.set_yticks(ticks, labels, fontsize=8)
@@ -68,7 +68,7 @@ def training_curves_svg(history: dict, title: str, *, salt: str) -> str:
     Returns:
         An `<svg …>…</svg>` element (no XML prolog) ready to inline into HTML.
     """
-    fig = _figure(7.2, 2.8)
+    fig = _figure(6.2, 2.6)
     axes = fig.subplots(1, 2)
     for ax, metric, label in ((axes[0], "loss", "loss"), (axes[1], "accuracy", "accuracy")):
         drawn = False

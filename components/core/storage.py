@@ -1,0 +1,266 @@
+"""Google Cloud Storage: list, download (checksum-verified) and upload `gs://` objects.
+
+The client uses Application Default Credentials, or, when STORAGE_EMULATOR_HOST is set (a local
+emulator such as `gcp-storage-emulator`), anonymous credentials and a placeholder project.
+Every failure a user can fix (no credentials, no bucket, no object, a corrupted download) is a
+one-line CxrError naming the URI.
+
+Each download is checked against the object's own checksums (MD5 and/or CRC32C from its
+metadata), computed here from the downloaded file rather than trusted to the transfer.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from components.core.errors import CxrError
+from components.core.progress import Progress
+
+EMULATOR_ENV = "STORAGE_EMULATOR_HOST"
+EMULATOR_PROJECT = "cxr-local"
+_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class GcsObject:
+    """One object found under a prefix."""
+
+    bucket: str
+    name: str
+    relative: str  # name relative to the listed prefix ("COVID/images/COVID-1.png")
+    size: int
+    generation: int | None
+    md5_hash: str | None  # base64, as in the object's metadata
+    crc32c: str | None  # base64 of the big-endian CRC32C, as in the object's metadata
+
+    @property
+    def uri(self) -> str:
+        return f"gs://{self.bucket}/{self.name}"
+
+
+def is_gcs_uri(s: str | os.PathLike) -> bool:
+    """True when `s` is a gs:// URI."""
+    return isinstance(s, str) and s.startswith("gs://")
+
+
+def split_gcs_uri(uri: str) -> tuple[str, str]:
+    """Splits gs://bucket/some/name into ("bucket", "some/name"); the name may be empty.
+
+    Raises:
+        CxrError: `uri` is not a gs:// URI with a bucket name.
+    """
+    if not is_gcs_uri(uri):
+        raise CxrError(f"{uri!r} is not a gs:// URI; write it as gs://BUCKET/PATH")
+    bucket, _, name = uri[len("gs://"):].partition("/")
+    if not bucket:
+        raise CxrError(f"{uri!r} has no bucket name; write it as gs://BUCKET/PATH")
+    return bucket, name
+
+
+def get_client():
+    """A google.cloud.storage.Client (anonymous against an emulator when STORAGE_EMULATOR_HOST is set).
+
+    Raises:
+        CxrError: no Google Cloud credentials are available.
+    """
+    from google.cloud import storage
+
+    if os.environ.get(EMULATOR_ENV):
+        from google.auth.credentials import AnonymousCredentials
+        return storage.Client(project=EMULATOR_PROJECT, credentials=AnonymousCredentials())
+    from google.auth.exceptions import DefaultCredentialsError
+    try:
+        return storage.Client()
+    except DefaultCredentialsError as exc:
+        raise CxrError("no Google Cloud credentials for gs:// access: run `gcloud auth "
+                       "application-default login` or set GOOGLE_APPLICATION_CREDENTIALS") from exc
+
+
+def list_objects(uri: str, *, client=None) -> list[GcsObject]:
+    """The objects under a gs:// prefix (treated as a folder: gs://b/data lists data/...), by name.
+
+    A URI naming one existing object returns just that object (relative name = its base name).
+
+    Raises:
+        CxrError: the bucket is missing or not accessible, or nothing is under the prefix.
+    """
+    bucket_name, name = split_gcs_uri(uri)
+    client = client or get_client()
+    with _gcs_errors(uri):
+        bucket = client.bucket(bucket_name)
+        if name and not name.endswith("/"):
+            blob = bucket.get_blob(name)
+            if blob is not None:
+                return [_object(blob, name.rsplit("/", 1)[-1])]
+        prefix = f"{name.rstrip('/')}/" if name.strip("/") else ""
+        objects = [_object(blob, blob.name[len(prefix):])
+                   for blob in client.list_blobs(bucket_name, prefix=prefix)
+                   if not blob.name.endswith("/")]
+    if not objects:
+        raise CxrError(f"{uri}: no objects under this prefix; check the bucket and path "
+                       f"(`gcloud storage ls {uri}`)")
+    return sorted(objects, key=lambda o: o.name)
+
+
+def download_objects(objects: list[GcsObject], destinations: list[Path], *, workers: int = 8,
+                     client=None, label: str = "download") -> None:
+    """Downloads objects in parallel, each to its destination path, verifying every checksum.
+
+    Raises:
+        CxrError: an object cannot be read, or its downloaded bytes do not match its checksums.
+    """
+    if len(objects) != len(destinations):
+        raise ValueError("one destination per object")
+    client = client or get_client()
+    progress = Progress(label, len(objects))
+
+    def one(pair: tuple[GcsObject, Path]) -> None:
+        obj, dest = pair
+        _download_verified(client, obj, dest)
+        progress.advance()
+
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        list(pool.map(one, zip(objects, destinations, strict=True)))
+
+
+def download_file(uri: str, dest: Path, expected_sha256: str | None = None) -> Path:
+    """Downloads one object to `dest` (written atomically), verified against its stored checksums
+    and, when given, `expected_sha256` (hex).
+
+    Returns:
+        `dest`.
+
+    Raises:
+        CxrError: the object does not exist, the download is corrupted or the sha256 differs.
+    """
+    bucket_name, name = split_gcs_uri(uri)
+    if not name or name.endswith("/"):
+        raise CxrError(f"{uri}: names a folder, not an object; give the full object path")
+    client = get_client()
+    with _gcs_errors(uri):
+        blob = client.bucket(bucket_name).get_blob(name)
+    if blob is None:
+        raise CxrError(f"{uri}: no such object; check the path (`gcloud storage ls {uri}`)")
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".partial")[1])
+    try:
+        _download_verified(client, _object(blob, dest.name), tmp)
+        if expected_sha256:
+            actual = file_digest(tmp, "sha256").hex()
+            if actual != expected_sha256.lower():
+                raise CxrError(f"{uri}: sha256 {actual[:12]}… does not match the expected "
+                               f"{expected_sha256[:12]}…; check the URI or the expected hash")
+        tmp.replace(dest)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return dest
+
+
+def upload_dir(local_dir: Path, uri: str, *, workers: int = 8) -> list[str]:
+    """Uploads every file under `local_dir` to the gs:// prefix `uri`, keeping relative paths.
+
+    Returns:
+        The URIs written, sorted.
+
+    Raises:
+        CxrError: `local_dir` is not a folder, or the bucket cannot be written.
+    """
+    local_dir = Path(local_dir)
+    if not local_dir.is_dir():
+        raise CxrError(f"{local_dir}: not a folder; upload_dir needs a local folder")
+    bucket_name, name = split_gcs_uri(uri)
+    prefix = f"{name.strip('/')}/" if name.strip("/") else ""
+    files = sorted(p for p in local_dir.rglob("*") if p.is_file())
+    client = get_client()
+    bucket = client.bucket(bucket_name)
+
+    def one(path: Path) -> str:
+        object_name = prefix + path.relative_to(local_dir).as_posix()
+        with _gcs_errors(f"gs://{bucket_name}/{object_name}"):
+            bucket.blob(object_name).upload_from_filename(str(path))
+        return f"gs://{bucket_name}/{object_name}"
+
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        return sorted(pool.map(one, files))
+
+
+def file_digest(path: Path, algorithm: str) -> bytes:
+    """The digest of a file's bytes: "md5", "sha256" (hashlib) or "crc32c" (4 bytes, big-endian)."""
+    if algorithm == "crc32c":
+        import google_crc32c
+        checksum = google_crc32c.Checksum()
+        update = checksum.update
+    else:
+        checksum = hashlib.new(algorithm)
+        update = checksum.update
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            update(chunk)
+    return checksum.digest()
+
+
+def verify_download(obj: GcsObject, path: Path) -> None:
+    """Checks a downloaded file against the object's MD5 and CRC32C (those its metadata has).
+
+    Raises:
+        CxrError: a checksum differs (names the object and both values).
+    """
+    for algorithm, expected in (("md5", obj.md5_hash), ("crc32c", obj.crc32c)):
+        if expected:
+            actual = base64.b64encode(file_digest(path, algorithm)).decode()
+            if actual != expected:
+                raise CxrError(f"{obj.uri}: downloaded bytes fail the {algorithm} check (got {actual}, "
+                               f"object says {expected}); the transfer was corrupted, run again")
+
+
+def _download_verified(client, obj: GcsObject, dest: Path) -> None:
+    blob = client.bucket(obj.bucket).blob(obj.name, generation=obj.generation)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with _gcs_errors(obj.uri):
+        _fetch(blob, dest)
+    verify_download(obj, dest)
+
+
+def _fetch(blob, dest: Path) -> None:
+    # The library's own checksum is off: verify_download computes and compares both itself.
+    blob.download_to_filename(str(dest), checksum=None)
+
+
+def _object(blob, relative: str) -> GcsObject:
+    return GcsObject(bucket=blob.bucket.name, name=blob.name, relative=relative, size=int(blob.size or 0),
+                     generation=blob.generation, md5_hash=blob.md5_hash, crc32c=blob.crc32c)
+
+
+class _gcs_errors:
+    """Turns google-cloud errors into a one-line CxrError naming the URI."""
+
+    def __init__(self, uri: str):
+        self.uri = uri
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind, exc, tb) -> bool:
+        if exc is None or isinstance(exc, CxrError):
+            return False
+        from google.api_core import exceptions as api
+        from google.auth.exceptions import GoogleAuthError
+        if isinstance(exc, api.NotFound):
+            raise CxrError(f"{self.uri}: bucket or object not found; check the name "
+                           f"(`gcloud storage ls {self.uri}`)") from exc
+        if isinstance(exc, api.Forbidden | api.Unauthorized):
+            raise CxrError(f"{self.uri}: access denied; grant this account storage.objects "
+                           "read/write permissions on the bucket") from exc
+        from requests.exceptions import RequestException
+        if isinstance(exc, api.GoogleAPIError | GoogleAuthError | RequestException):
+            first = str(exc).splitlines()[0] if str(exc) else ""
+            raise CxrError(f"{self.uri}: cannot reach Google Cloud Storage ({type(exc).__name__}: "
+                           f"{first[:200]}); check the network and credentials") from exc
+        return False

@@ -1,0 +1,516 @@
+"""Ingest: find, validate and decode every image once into the dataset artifact (core/dataset.py).
+
+Consumes a source in the Kaggle layout: a folder, a .zip of it (read in place, never extracted) or
+objects under a gs:// prefix (or one gs:// .zip object), which is the dataset folder itself or
+anything that contains it. Produces out_dir/summary.json, index.csv and pixels.npy.
+
+- Samples are exactly the files whose parent folder is named `images` (any case); the class is the
+  folder above it (core/classes.py). Everything else is ignored and counted by kind: masks,
+  metadata (.xlsx/.xls/.csv), readme, os_junk (.DS_Store, Thumbs.db, desktop.ini, `._*`,
+  __MACOSX/) and other.
+- A sample that cannot be used is skipped with a reason code (core/images.py SKIP_REASONS), listed
+  in summary["skipped"] and printed.
+- Pass 1 reads only headers (size, mode, format), so an oversized image is refused before any
+  decoding and the stored size is known: by default the most common max(width, height) of the
+  images (299 for the real set). Pass 2 decodes each image once to 8-bit grayscale, hashes it,
+  resizes it to stored_size × stored_size when it differs (Pillow BILINEAR, aspect ratio not kept)
+  and writes it straight into the memory-mapped pixels.npy, in a fixed order: by class
+  (CLASS_NAMES order), then id.
+- Outputs are written under temporary names and renamed, summary.json last, so an interrupted run
+  never leaves a folder that `open_dataset` accepts with mixed contents.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import tempfile
+import threading
+import zipfile
+import zlib
+from collections import Counter
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+import pandas as pd
+
+from components.core import images, storage
+from components.core.classes import CLASS_NAMES, class_for_folder
+from components.core.dataset import INDEX_COLUMNS, INDEX_FILE, PIXELS_FILE, SUMMARY_FILE, write_json
+from components.core.errors import CxrError
+from components.core.images import ImageSkip
+from components.core.progress import Progress, log
+
+# A file (or zip member, by its uncompressed size) over this is refused unread: the zip-bomb guard.
+MAX_FILE_BYTES = 512 * 1024 * 1024
+IGNORED_KINDS = ("masks", "metadata", "readme", "os_junk", "other")
+JUNK_NAMES = frozenset({".ds_store", "thumbs.db", "desktop.ini"})
+METADATA_SUFFIXES = (".xlsx", ".xls", ".csv")
+SHOW_SKIPPED = 20
+EXPECTED_LAYOUT = "CLASS/images/*.png, CLASS one of " + ", ".join(CLASS_NAMES)
+_PARTIAL = ".partial"
+_COPY_ROWS = 256
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    rel: str  # path relative to the source
+    id: str  # path relative to the dataset folder: CLASS_FOLDER/images/NAME
+    class_name: str
+    header: images.Header | None = None
+
+
+def ingest(source: str | os.PathLike, out_dir: Path, *, stored_size: int | None = None,
+           max_pixels: int = 50_000_000, workers: int = 8, max_file_bytes: int = MAX_FILE_BYTES) -> dict:
+    """Decodes and validates every image of a Kaggle-layout source into a dataset folder.
+
+    Args:
+        source: a dataset folder, a .zip of it, gs://BUCKET/PREFIX or gs://BUCKET/OBJECT.zip; it may
+            also be any folder or archive that contains the dataset folder.
+        out_dir: the dataset folder to write (summary.json, index.csv, pixels.npy are replaced).
+        stored_size: side of the stored square pixels; default the most common max(width, height).
+        max_pixels: images with width × height over this are skipped as too_large.
+        workers: threads for downloading, reading and decoding.
+        max_file_bytes: files (zip members: uncompressed) over this are skipped as too_large unread.
+
+    Returns:
+        The summary written to out_dir/summary.json.
+
+    Raises:
+        CxrError: the source does not exist or is no folder, .zip or gs:// URI; it holds no usable
+            image; or a parameter is out of range.
+    """
+    _check_parameters(stored_size, max_pixels, workers, max_file_bytes)
+    source_text = os.fspath(source)
+    out_dir = Path(out_dir)
+    with contextlib.ExitStack() as stack:
+        src = stack.enter_context(_open_source(source_text, workers))
+        candidates, skipped, ignored = _classify(src.entries(), max_file_bytes)
+        src.prepare([c.rel for c in candidates], workers)
+        candidates = _read_headers(src, candidates, skipped, max_pixels, workers)
+        if not candidates:
+            _report_skipped(skipped)
+            raise CxrError(f"--source {source_text}: no usable image found; expected the layout "
+                           f"{EXPECTED_LAYOUT} (ignored: {_ignored_text(ignored)}; skipped: {len(skipped)})")
+        size = stored_size or _most_common_side(candidates)
+        records = _decode_all(src, candidates, skipped, out_dir, size, max_pixels, workers)
+    index = _index(records)
+    summary = _summary(source_text, index, skipped, ignored, size)
+    _report(summary)
+    _publish(out_dir, index, summary)
+    return summary
+
+
+def _check_parameters(stored_size, max_pixels, workers, max_file_bytes) -> None:
+    if stored_size is not None and (not isinstance(stored_size, int) or stored_size < 1):
+        raise CxrError(f"--stored-size {stored_size}: must be a positive number of pixels (e.g. 299)")
+    if max_pixels < 1:
+        raise CxrError(f"max_pixels {max_pixels}: must be positive")
+    if workers < 1:
+        raise CxrError(f"workers {workers}: must be at least 1")
+    if max_file_bytes < 1:
+        raise CxrError(f"max_file_bytes {max_file_bytes}: must be positive")
+
+
+# ---------------------------------------------------------------------------------------------
+# Sources: a folder, a zip archive, a gs:// prefix
+# ---------------------------------------------------------------------------------------------
+
+class _Source:
+    """Files addressed by their path relative to the source root ("a/b/c.png")."""
+
+    def entries(self) -> list[tuple[str, int]]:
+        """(relative path, size in bytes) of every file, sorted."""
+        raise NotImplementedError
+
+    def prepare(self, rels: list[str], workers: int) -> None:
+        """Makes the given files readable (gs:// downloads them); a no-op for local sources."""
+
+    def read(self, rel: str) -> bytes:
+        raise NotImplementedError
+
+    def open(self, rel: str) -> contextlib.AbstractContextManager[BinaryIO]:
+        raise NotImplementedError
+
+    def location(self, rel: str) -> str:
+        """Where the file was read, for index.csv's source_path."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+class _DirSource(_Source):
+    def __init__(self, root: Path):
+        self.root = root.resolve()
+
+    def entries(self) -> list[tuple[str, int]]:
+        def fail(exc: OSError) -> None:
+            raise CxrError(f"cannot list {exc.filename}: {exc.strerror}; check its permissions") from exc
+
+        found = []
+        for folder, _, files in os.walk(self.root, onerror=fail):
+            base = Path(folder)
+            for name in files:
+                path = base / name
+                try:
+                    size = path.stat().st_size
+                except OSError:  # a dangling link: let the read report it
+                    size = -1
+                found.append((path.relative_to(self.root).as_posix(), size))
+        return sorted(found)
+
+    def read(self, rel: str) -> bytes:
+        return (self.root / rel).read_bytes()
+
+    def open(self, rel: str):
+        return open(self.root / rel, "rb")
+
+    def location(self, rel: str) -> str:
+        return str(self.root / rel)
+
+
+class _ZipSource(_Source):
+    """Reads members in place; each thread has its own handle on the archive."""
+
+    def __init__(self, path: Path, location: str):
+        self.path = path
+        self.prefix = location
+        self._local = threading.local()
+        self._handles: list[zipfile.ZipFile] = []
+        self._lock = threading.Lock()
+        try:
+            infos = self._zip().infolist()
+        except (zipfile.BadZipFile, OSError) as exc:
+            raise CxrError(f"--source {location}: not a readable .zip archive ({exc})") from exc
+        # Zips made on Windows may use backslashes; a member is addressed by its "/" form.
+        self.members = {info.filename.replace("\\", "/").lstrip("/"): info
+                        for info in infos if not info.is_dir()}
+
+    def _zip(self) -> zipfile.ZipFile:
+        handle = getattr(self._local, "zip", None)
+        if handle is None:
+            handle = zipfile.ZipFile(self.path)
+            self._local.zip = handle
+            with self._lock:
+                self._handles.append(handle)
+        return handle
+
+    def entries(self) -> list[tuple[str, int]]:
+        return sorted((rel, info.file_size) for rel, info in self.members.items())
+
+    def read(self, rel: str) -> bytes:
+        with self._member_errors():
+            return self._zip().read(self.members[rel])
+
+    @contextlib.contextmanager
+    def open(self, rel: str) -> Iterator[BinaryIO]:
+        with self._member_errors(), self._zip().open(self.members[rel]) as f:
+            yield f
+
+    @staticmethod
+    @contextlib.contextmanager
+    def _member_errors() -> Iterator[None]:
+        try:
+            yield
+        except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
+            raise ImageSkip(images.TRUNCATED, f"corrupt zip member ({exc})") from exc
+        except (RuntimeError, NotImplementedError) as exc:
+            raise ImageSkip(images.NOT_AN_IMAGE, f"zip member cannot be read ({exc})") from exc
+
+    def location(self, rel: str) -> str:
+        return f"{self.prefix}!/{self.members[rel].filename}"
+
+    def close(self) -> None:
+        for handle in self._handles:
+            handle.close()
+
+
+class _GcsSource(_Source):
+    """Objects under a prefix; prepare() downloads (verified) the files ingest will read."""
+
+    def __init__(self, objects: list[storage.GcsObject], tmp: Path):
+        self.objects = {o.relative: o for o in objects}
+        self.tmp = tmp
+        self.local: dict[str, Path] = {}
+
+    def entries(self) -> list[tuple[str, int]]:
+        return sorted((rel, o.size) for rel, o in self.objects.items())
+
+    def prepare(self, rels: list[str], workers: int) -> None:
+        # Local names are numbers: object names may hold characters or '..' a file system refuses.
+        self.local = {rel: self.tmp / f"{i:07d}" for i, rel in enumerate(rels)}
+        storage.download_objects([self.objects[r] for r in rels], list(self.local.values()),
+                                 workers=workers, label="ingest: download")
+
+    def read(self, rel: str) -> bytes:
+        return self.local[rel].read_bytes()
+
+    def open(self, rel: str):
+        return open(self.local[rel], "rb")
+
+    def location(self, rel: str) -> str:
+        return self.objects[rel].uri
+
+
+@contextlib.contextmanager
+def _open_source(source: str, workers: int) -> Iterator[_Source]:
+    with contextlib.ExitStack() as stack:
+        if storage.is_gcs_uri(source):
+            objects = storage.list_objects(source)
+            tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="cxr-ingest-")))
+            _, name = storage.split_gcs_uri(source)
+            if len(objects) == 1 and objects[0].name == name and name.lower().endswith(".zip"):
+                local_zip = tmp / "source.zip"
+                storage.download_objects(objects, [local_zip], workers=1, label="ingest: download")
+                src: _Source = _ZipSource(local_zip, source)
+            else:
+                src = _GcsSource(objects, tmp)
+        else:
+            path = Path(source)
+            if path.is_dir():
+                src = _DirSource(path)
+            elif path.is_file() and zipfile.is_zipfile(path):
+                src = _ZipSource(path, str(path.resolve()))
+            elif path.exists():
+                raise CxrError(f"--source {source}: not a folder or .zip archive; give the dataset "
+                               "folder, a .zip of it or gs://BUCKET/PREFIX")
+            else:
+                raise CxrError(f"--source {source}: no such file or folder; give the dataset folder, "
+                               "a .zip of it or gs://BUCKET/PREFIX")
+        stack.callback(src.close)
+        yield src
+
+
+# ---------------------------------------------------------------------------------------------
+# Which files are samples
+# ---------------------------------------------------------------------------------------------
+
+def _classify(entries: list[tuple[str, int]], max_file_bytes: int
+              ) -> tuple[list[_Candidate], list[dict], Counter]:
+    """Sorts files into sample candidates, skipped samples and ignored files (counted by kind)."""
+    candidates, skipped, ignored = [], [], Counter({kind: 0 for kind in IGNORED_KINDS})
+    roots: dict[tuple[str, ...], str] = {}
+    for rel, size in entries:
+        parts = rel.split("/")
+        name, folders = parts[-1], [p.lower() for p in parts[:-1]]
+        if name.lower() in JUNK_NAMES or name.startswith("._") or "__macosx" in folders:
+            ignored["os_junk"] += 1
+        elif folders and folders[-1] == "images":
+            class_name = class_for_folder(parts[-3]) if len(parts) >= 3 else None
+            if class_name is None:
+                above = f"folder {parts[-3]!r}" if len(parts) >= 3 else "no folder"
+                skipped.append(_skip(rel, images.UNKNOWN_CLASS, f"{above} above images/ names no class "
+                                     f"({', '.join(CLASS_NAMES)})"))
+            elif size == 0:
+                skipped.append(_skip(rel, images.EMPTY, "the file has 0 bytes"))
+            elif size > max_file_bytes:
+                skipped.append(_skip(rel, images.TOO_LARGE, f"{size:,} bytes is over the limit of "
+                                                            f"{max_file_bytes:,}"))
+            else:
+                roots.setdefault(tuple(parts[:-3]), rel)
+                candidates.append(_Candidate(rel, "/".join(parts[-3:]), class_name))
+        elif "masks" in folders:
+            ignored["masks"] += 1
+        elif name.lower().endswith(METADATA_SUFFIXES):
+            ignored["metadata"] += 1
+        elif name.lower().startswith("readme"):
+            ignored["readme"] += 1
+        else:
+            ignored["other"] += 1
+    if len(roots) > 1:
+        shown = ", ".join(repr("/".join(root) or ".") for root in sorted(roots)[:3])
+        raise CxrError(f"the source holds class folders under {len(roots)} different folders ({shown}); "
+                       "point --source at one dataset folder")
+    return candidates, skipped, ignored
+
+
+def _skip(path: str, reason: str, detail: str) -> dict:
+    return {"path": path, "reason": reason, "detail": detail}
+
+
+# ---------------------------------------------------------------------------------------------
+# Pass 1: headers; pass 2: decode into pixels.npy
+# ---------------------------------------------------------------------------------------------
+
+def _run(items: list, work: Callable, workers: int, label: str) -> list:
+    progress = Progress(label, len(items))
+    results = []
+    with ThreadPoolExecutor(workers) as pool:
+        for result in pool.map(work, items):
+            results.append(result)
+            progress.advance()
+    return results
+
+
+def _read_headers(src: _Source, candidates: list[_Candidate], skipped: list[dict], max_pixels: int,
+                  workers: int) -> list[_Candidate]:
+    """Pass 1: the header of each candidate; returns those readable, in row order."""
+    def work(c: _Candidate) -> _Candidate | dict:
+        try:
+            with src.open(c.rel) as f:
+                return _Candidate(c.rel, c.id, c.class_name, images.read_header(f, max_pixels=max_pixels))
+        except ImageSkip as skip:
+            return _skip(c.rel, skip.reason, skip.detail)
+        except OSError as exc:
+            return _skip(c.rel, images.TRUNCATED, f"cannot read the file ({exc.strerror or exc})")
+
+    kept = []
+    for result in _run(candidates, work, workers, "ingest: headers"):
+        (skipped.append if isinstance(result, dict) else kept.append)(result)
+    return sorted(kept, key=lambda c: (CLASS_NAMES.index(c.class_name), c.id))
+
+
+def _most_common_side(candidates: list[_Candidate]) -> int:
+    sides = Counter(max(c.header.width, c.header.height) for c in candidates)
+    return max(sides.items(), key=lambda item: (item[1], item[0]))[0]
+
+
+def _decode_all(src: _Source, candidates: list[_Candidate], skipped: list[dict], out_dir: Path,
+                size: int, max_pixels: int, workers: int) -> list[dict]:
+    """Pass 2: decodes each image once into out_dir/pixels.npy.partial; returns the index rows."""
+    out_dir = _prepare_out_dir(out_dir)
+    partial = out_dir / (PIXELS_FILE + _PARTIAL)
+    pixels = np.lib.format.open_memmap(partial, mode="w+", dtype=np.uint8,
+                                       shape=(len(candidates), size, size))
+
+    def work(row: int) -> dict:
+        c = candidates[row]
+        try:
+            data = src.read(c.rel)
+            decoded = images.decode_gray(data, max_pixels=max_pixels)
+        except ImageSkip as skip:
+            return _skip(c.rel, skip.reason, skip.detail)
+        except OSError as exc:
+            return _skip(c.rel, images.TRUNCATED, f"cannot read the file ({exc.strerror or exc})")
+        pixels[row] = images.resize_square(decoded.pixels, size)
+        header = decoded.header
+        return {"row": row, "id": c.id, "class_name": c.class_name,
+                "sha256": hashlib.sha256(data).hexdigest(),
+                "pixel_sha256": images.pixel_sha256(decoded.pixels),
+                "source_path": src.location(c.rel), "width": header.width, "height": header.height,
+                "mode": header.mode, "format": header.format}
+
+    records, failed = [], []
+    for result in _run(list(range(len(candidates))), work, workers, "ingest: decode"):
+        (failed if "reason" in result else records).append(result)
+    pixels.flush()
+    pixels = None  # closes the memory map
+    skipped.extend(failed)
+    if not records:
+        partial.unlink()
+        _report_skipped(skipped)
+        raise CxrError(f"no usable image: all {len(candidates)} candidates failed to decode; expected "
+                       f"the layout {EXPECTED_LAYOUT}")
+    if failed:
+        _drop_rows(partial, [r["row"] for r in records])
+    return records
+
+
+def _drop_rows(path: Path, keep: list[int]) -> None:
+    """Rewrites a (N, S, S) .npy keeping only the given rows, in order."""
+    old = np.load(path, mmap_mode="r")
+    tmp = path.with_name(path.name + ".compact")
+    new = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(keep),) + old.shape[1:])
+    for start in range(0, len(keep), _COPY_ROWS):
+        new[start:start + _COPY_ROWS] = old[keep[start:start + _COPY_ROWS]]
+    new.flush()
+    del new, old
+    tmp.replace(path)
+
+
+def _prepare_out_dir(out_dir: Path) -> Path:
+    if out_dir.exists() and not out_dir.is_dir():
+        raise CxrError(f"--out {out_dir}: is a file; give a folder for the dataset")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for stale in out_dir.glob(f"*{_PARTIAL}*"):
+        stale.unlink()
+    return out_dir
+
+
+# ---------------------------------------------------------------------------------------------
+# Index, duplicates, summary, publication
+# ---------------------------------------------------------------------------------------------
+
+def _index(records: list[dict]) -> pd.DataFrame:
+    index = pd.DataFrame(records).drop(columns="row").reset_index(drop=True)
+    groups = index.groupby("pixel_sha256", sort=False)["id"].transform("size")
+    shared = index["pixel_sha256"].where(groups > 1)
+    # Group ids in order of each group's first row, so they are deterministic.
+    order = {h: g for g, h in enumerate(dict.fromkeys(shared.dropna()))}
+    index["duplicate_group"] = [order.get(h, -1) if isinstance(h, str) else -1 for h in shared]
+    return index[list(INDEX_COLUMNS)]
+
+
+def fingerprint(pairs: list[tuple[str, str]]) -> str:
+    """Content fingerprint of a dataset: sha256 over its sorted (id, file sha256) pairs."""
+    digest = hashlib.sha256()
+    for image_id, sha in sorted(pairs):
+        digest.update(f"{image_id}\t{sha}\n".encode())
+    return digest.hexdigest()
+
+
+def _summary(source: str, index: pd.DataFrame, skipped: list[dict], ignored: Counter, size: int) -> dict:
+    dup = index[index["duplicate_group"] >= 0]
+    groups = [list(ids) for _, ids in dup.groupby("duplicate_group")["id"]]
+    cross = int((dup.groupby("duplicate_group")["class_name"].nunique() > 1).sum())
+    counts = index["class_name"].value_counts()
+    resized = int(((index["width"] != size) | (index["height"] != size)).sum())
+    return {
+        "images": len(index),
+        "per_class": {c: int(counts.get(c, 0)) for c in CLASS_NAMES},
+        "skipped": sorted(skipped, key=lambda s: s["path"]),
+        "duplicate_groups": len(groups),
+        "cross_class_duplicate_groups": cross,
+        "duplicates": groups,
+        "stored_size": size,
+        "resized": resized,
+        "color_modes": dict(sorted(Counter(index["mode"]).items())),
+        "formats": dict(sorted(Counter(index["format"]).items())),
+        "ignored": {kind: int(ignored[kind]) for kind in IGNORED_KINDS},
+        "source": source,
+        "fingerprint": fingerprint(list(zip(index["id"], index["sha256"], strict=True))),
+    }
+
+
+def _publish(out_dir: Path, index: pd.DataFrame, summary: dict) -> None:
+    """Renames the finished outputs into place; summary.json last, as the sign of a whole artifact."""
+    index_partial = out_dir / (INDEX_FILE + _PARTIAL)
+    index.to_csv(index_partial, index=False)
+    (out_dir / SUMMARY_FILE).unlink(missing_ok=True)
+    (out_dir / (PIXELS_FILE + _PARTIAL)).replace(out_dir / PIXELS_FILE)
+    index_partial.replace(out_dir / INDEX_FILE)
+    write_json(out_dir / SUMMARY_FILE, summary)
+
+
+def _ignored_text(ignored: Counter) -> str:
+    return ", ".join(f"{kind} {ignored[kind]}" for kind in IGNORED_KINDS if ignored[kind]) or "nothing"
+
+
+def _report_skipped(skipped: list[dict]) -> None:
+    if not skipped:
+        return
+    ordered = sorted(skipped, key=lambda s: s["path"])
+    reasons = Counter(s["reason"] for s in ordered)
+    log(f"skipped {len(ordered)} files (" + ", ".join(f"{r} {n}" for r, n in sorted(reasons.items())) + "):")
+    for s in ordered[:SHOW_SKIPPED]:
+        log(f"  {s['path']}: {s['reason']} ({s['detail']})")
+    if len(ordered) > SHOW_SKIPPED:
+        log(f"  … and {len(ordered) - SHOW_SKIPPED} more, all listed in summary.json")
+
+
+def _report(summary: dict) -> None:
+    log(f"ingested {summary['images']} images at {summary['stored_size']}x{summary['stored_size']} "
+        f"({summary['resized']} resized): "
+        + ", ".join(f"{c} {n}" for c, n in summary["per_class"].items()))
+    log("colour modes: " + ", ".join(f"{m} {n}" for m, n in summary["color_modes"].items())
+        + "; formats: " + ", ".join(f"{f} {n}" for f, n in summary["formats"].items()))
+    log(f"duplicate groups: {summary['duplicate_groups']} "
+        f"({summary['cross_class_duplicate_groups']} across classes); "
+        f"ignored: {_ignored_text(Counter(summary['ignored']))}")
+    _report_skipped(summary["skipped"])

@@ -1,0 +1,39 @@
+"""Where tasks run: the 2 x T4 placement of the train task and modest requests for CPU steps.
+
+The KFP backend uses the accelerator *type* string as the Kubernetes resource name, so the type is
+the resource (`nvidia.com/gpu`), never a GKE accelerator type such as `nvidia-tesla-t4` (a
+resource no node has: the pod would never schedule on self-hosted KFP). The T4 is chosen with the
+GKE node selector instead, and a toleration admits the pod onto the tainted GPU node pool.
+"""
+
+from kfp import dsl, kubernetes
+
+from pipelines.config import PlacementConfig
+
+
+def place_train_task(task: dsl.PipelineTask, image: str, placement: PlacementConfig) -> dsl.PipelineTask:
+    """Pins the training image, GPUs, node selector, toleration, resources and retries on `task`."""
+    task.container_spec.image = image
+    task.set_cpu_request(placement.train_cpu).set_cpu_limit(placement.train_cpu)
+    task.set_memory_request(placement.train_memory).set_memory_limit(placement.train_memory)
+    if placement.accelerator_count > 0:
+        task.set_accelerator_type(placement.accelerator_resource)
+        task.set_accelerator_limit(placement.accelerator_count)
+        if placement.node_selector_value:
+            kubernetes.add_node_selector(task, placement.node_selector_key, placement.node_selector_value)
+        if placement.toleration_key:
+            kubernetes.add_toleration(task, key=placement.toleration_key, operator="Exists",
+                                      effect="NoSchedule")
+    if placement.retries:
+        task.set_retry(num_retries=placement.retries, backoff_duration="60s", backoff_factor=2.0)
+    task.set_caching_options(placement.caching)
+    return task
+
+
+def place_cpu_task(task: dsl.PipelineTask, image: str, placement: PlacementConfig) -> dsl.PipelineTask:
+    """Pins the CPU image and modest CPU/memory requests (no GPU) on a non-training step."""
+    task.container_spec.image = image
+    task.set_cpu_request(placement.step_cpu).set_memory_request(placement.step_memory)
+    task.set_memory_limit(placement.step_memory)
+    task.set_caching_options(placement.caching)
+    return task

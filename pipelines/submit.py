@@ -1,0 +1,75 @@
+"""`cxr submit`: compile the pipeline and start a run on a Kubeflow Pipelines endpoint.
+
+Auth: KFP_TOKEN (a bearer token, e.g. `gcloud auth print-identity-token` or a service-account
+token) or KFP_COOKIE (`authservice_session=…` from a multi-user Kubeflow login) when set; nothing
+for a port-forwarded standalone install.
+"""
+
+import os
+import tempfile
+import time
+from pathlib import Path
+
+from components.core.errors import CxrError
+from components.core.progress import log
+from pipelines.compile import compile_pipeline
+from pipelines.config import Config, git_tag
+from pipelines.pipeline import pipeline_arguments
+
+FINISHED = {"SUCCEEDED", "FAILED", "SKIPPED", "CANCELED", "CANCELLED", "ERROR"}
+
+
+def submit(config: Config, *, wait: bool = False, timeout_s: float = 24 * 3600, poll_s: float = 10.0,
+           env=None) -> dict:
+    """Submits one run; with `wait`, follows it and fails unless it succeeds. Returns run id, URL, state."""
+    import kfp
+
+    env = os.environ if env is None else env
+    host = config.kfp.host.rstrip("/")
+    if not host:
+        raise CxrError("no KFP endpoint: set KFP_HOST (e.g. http://127.0.0.1:8080 after "
+                       "`kubectl port-forward -n kubeflow svc/ml-pipeline-ui 8080:80`) or --host")
+    run_name = f"{config.kfp.pipeline_name}-{config.images.tag or git_tag()}-{time.strftime('%Y%m%d-%H%M%S')}"
+    with tempfile.TemporaryDirectory() as tmp:
+        package = compile_pipeline(config, Path(tmp) / "pipeline.yaml")
+        try:
+            client = kfp.Client(host=host, existing_token=env.get("KFP_TOKEN") or None,
+                                cookies=env.get("KFP_COOKIE") or None,
+                                namespace=config.kfp.namespace or "kubeflow")
+            result = client.create_run_from_pipeline_package(
+                str(package), arguments=pipeline_arguments(config), run_name=run_name,
+                experiment_name=config.kfp.experiment, namespace=config.kfp.namespace or None,
+                enable_caching=config.placement.caching)
+        except Exception as exc:  # urllib3, ApiException and friends: all mean "the host said no"
+            raise CxrError(f"KFP endpoint {host} {_reason(exc)}; check KFP_HOST, the port-forward "
+                           "and KFP_TOKEN / KFP_COOKIE") from exc
+    run_id = result.run_id
+    url = f"{host}/#/runs/details/{run_id}"
+    log(f"submit: run {run_name} started in experiment {config.kfp.experiment}: {url}")
+    outcome = {"run_id": run_id, "run_name": run_name, "url": url, "state": "SUBMITTED"}
+    if wait:
+        outcome["state"] = _wait(client, run_id, timeout_s, poll_s)
+        if outcome["state"] != "SUCCEEDED":
+            raise CxrError(f"run {run_id} ended {outcome['state']}: see {url}")
+    return outcome
+
+
+def _wait(client, run_id: str, timeout_s: float, poll_s: float) -> str:
+    deadline, last = time.monotonic() + timeout_s, None
+    while True:
+        state = str(client.get_run(run_id).state or "PENDING").upper()
+        if state != last:
+            log(f"submit: run {run_id} is {state}")
+            last = state
+        if state in FINISHED:
+            return state
+        if time.monotonic() > deadline:
+            raise CxrError(f"run {run_id} still {state} after {timeout_s:.0f} s (--wait timeout)")
+        time.sleep(poll_s)
+
+
+def _reason(exc: Exception) -> str:
+    status = getattr(exc, "status", None)
+    if status:
+        return f"refused the request (HTTP {status} {getattr(exc, 'reason', '')})".rstrip()
+    return f"is unreachable ({type(exc).__name__})"

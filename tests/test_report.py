@@ -1,0 +1,183 @@
+"""The report step: comparison.json contract, CSV/Markdown/HTML outputs, checks on its inputs."""
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from components.core.classes import CLASS_NAMES
+from components.core.errors import CxrError
+from components.core.metrics import labels_from_confusion_matrix, metrics_from_predictions, write_predictions
+from components.report import STUDY_CONFUSION_MATRICES, VARIANT_KEYS, report, study_reference
+
+CHROMIUM = Path("/usr/bin/chromium")
+DATASET = {
+    "images": 64,
+    "per_class": {"COVID": 16, "Lung_Opacity": 16, "Normal": 24, "Viral Pneumonia": 8},
+    "skipped": [{"path": "COVID/images/COVID-99.png", "reason": "not a PNG file"},
+                {"path": "Normal/images/Normal-7.png", "reason": "image is 0×0 pixels"}],
+    "duplicate_groups": 3,
+}
+MATRICES = {  # model2 has the best macro-F1
+    "model1": [[3, 1, 0, 0], [1, 3, 0, 0], [0, 1, 5, 0], [0, 0, 0, 2]],
+    "model2": [[4, 0, 0, 0], [0, 4, 0, 0], [0, 1, 5, 0], [0, 0, 0, 2]],
+    "model3": [[4, 0, 0, 0], [1, 2, 1, 0], [1, 0, 5, 0], [0, 0, 1, 1]],
+}
+TITLES = {"model1": "FC head", "model2": "FC head + last conv", "model3": "FC head + last 2 conv"}
+PARAMS = {"model1": 100, "model2": 300, "model3": 600}
+
+
+def write_evaluation(folder: Path, variant: str, matrix, *, trainable_params: int | None = None,
+                     dataset: dict = DATASET) -> Path:
+    """An evaluation folder as `evaluate` writes it, for predictions that give `matrix`."""
+    folder.mkdir(parents=True)
+    y_true, y_pred = labels_from_confusion_matrix(matrix)
+    probs = np.full((len(y_true), len(CLASS_NAMES)), 0.1)
+    probs[np.arange(len(y_pred)), y_pred] = 0.7
+    write_predictions(folder / "predictions.csv", [f"img-{i}.png" for i in range(len(y_true))], y_true, probs)
+    epochs = 3
+    entry = {"variant": variant, "title": TITLES.get(variant, variant), "trainable_layers": ["head_output"],
+             "trainable_params": trainable_params or PARAMS.get(variant, 1), "total_params": 1000,
+             "epochs": epochs, "train_seconds": 12.5, "weights": "demo.weights.h5"}
+    entry |= metrics_from_predictions(folder / "predictions.csv")
+    entry["history"] = {"loss": [1.0, 0.7, 0.5], "accuracy": [0.5, 0.7, 0.8],
+                        "val_loss": [1.1, 0.8, 0.7], "val_accuracy": [0.45, 0.65, 0.7]}
+    entry["eval_side"] = "test"
+    (folder / "metrics.json").write_text(json.dumps(entry))
+    (folder / "dataset.json").write_text(json.dumps(dataset))
+    return folder
+
+
+@pytest.fixture
+def evaluations(tmp_path) -> list[Path]:
+    # Given out of order: the report sorts variants by id.
+    return [write_evaluation(tmp_path / "eval" / v, v, MATRICES[v]) for v in ("model3", "model1", "model2")]
+
+
+def test_report_writes_the_comparison_contract_and_all_outputs(evaluations, tmp_path):
+    out = tmp_path / "report"
+    comparison = report(evaluations, out)
+    assert json.loads((out / "comparison.json").read_text()) == comparison
+    assert list(comparison) == ["class_names", "selection_metric", "best_variant", "dataset", "variants"]
+    assert comparison["class_names"] == list(CLASS_NAMES)
+    assert comparison["selection_metric"] == "macro_f1"
+    assert comparison["best_variant"] == "model2"
+    assert comparison["dataset"] == DATASET
+    assert [v["variant"] for v in comparison["variants"]] == ["model1", "model2", "model3"]
+    for entry in comparison["variants"]:
+        assert set(VARIANT_KEYS) <= set(entry)
+        assert list(entry["per_class"]) == list(CLASS_NAMES)
+        assert all(set(m) == {"precision", "recall", "f1", "specificity", "support"}
+                   for m in entry["per_class"].values())
+        assert set(entry["history"]) == {"loss", "accuracy", "val_loss", "val_accuracy"}
+        assert entry["confusion_matrix"] == MATRICES[entry["variant"]]
+
+    table = pd.read_csv(out / "comparison.csv")
+    assert list(table.columns[:10]) == ["variant", "title", "trainable_params", "total_params", "epochs",
+                                        "train_seconds", "n_eval", "accuracy", "macro_f1", "weighted_f1"]
+    per_class_columns = [f"{m}_{c}" for c in CLASS_NAMES for m in ("recall", "specificity")]
+    assert set(per_class_columns) <= set(table.columns)
+    assert list(table["variant"]) == ["model1", "model2", "model3"]
+    assert table["accuracy"].tolist() == pytest.approx([13 / 16, 15 / 16, 12 / 16])
+
+    markdown = (out / "report.md").read_text()
+    assert "Best variant by macro-F1: model2 (FC head + last conv)" in markdown
+    assert "| **model2** (best) | FC head + last conv |" in markdown
+    assert markdown.count("| true \\ predicted |") == 3  # one confusion table per variant
+    assert "COVID/images/COVID-99.png | not a PNG file" in markdown
+    assert "3 groups of identical images" in markdown
+    assert "Published reference: the Lab 4 study (not this run)" in markdown
+
+    page = (out / "report.html").read_text()
+    assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", page, re.I)
+    assert "<script" not in page.lower() and "data:image" not in page and "<img" not in page
+    for v in ("model1", "model2", "model3"):
+        assert len(re.findall(rf'<figure class="confusion-matrix" data-variant="{v}"><svg\b', page)) == 1
+        assert len(re.findall(rf'<figure class="training-curves" data-variant="{v}"><svg\b', page)) == 1
+    ids = re.findall(r'\bid="([^"]+)"', page)
+    assert len(ids) == len(set(ids)), "element ids must be unique across the inline figures"
+    assert '<tr class="best"><td class="text">model2<span class="badge">best</span>' in page
+    assert "not a PNG file" in page and "image is 0×0 pixels" in page
+    assert "not this run" in page
+
+    first = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert set(first) == {"comparison.json", "comparison.csv", "report.md", "report.html"}
+    report(evaluations, out)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == first
+
+
+def test_a_macro_f1_tie_goes_to_fewer_trainable_params(tmp_path):
+    same = MATRICES["model2"]
+    folders = [write_evaluation(tmp_path / "a", "model1", same, trainable_params=500),
+               write_evaluation(tmp_path / "b", "model2", same, trainable_params=200)]
+    assert report(folders, tmp_path / "out")["best_variant"] == "model2"
+
+
+def test_the_study_reference_is_computed_from_its_published_confusion_matrices():
+    reference = {r["variant"]: r for r in study_reference()}
+    assert list(reference) == list(STUDY_CONFUSION_MATRICES) == ["model1", "model2", "model3"]
+    assert all(r["n_eval"] == 2117 for r in reference.values())
+    supports = [r["per_class"][c]["support"] for r in reference.values() for c in CLASS_NAMES]
+    assert supports == [362, 602, 1019, 134] * 3
+    assert reference["model2"]["accuracy"] == pytest.approx(1909 / 2117)
+    # The study's own rounded classification report for model2.
+    assert [round(reference["model2"]["per_class"][c]["precision"], 2) for c in CLASS_NAMES] == [
+        0.96, 0.87, 0.89, 0.97]
+    assert [round(reference["model3"]["per_class"][c]["recall"], 2) for c in CLASS_NAMES] == [
+        0.93, 0.85, 0.85, 0.94]
+
+
+def test_report_rejects_inconsistent_or_missing_input(evaluations, tmp_path):
+    def rejected(folders, message):
+        with pytest.raises(CxrError, match=message) as caught:
+            report(folders, tmp_path / "out")
+        assert "\n" not in str(caught.value)
+        return str(caught.value)
+
+    rejected([], "no evaluation folders")
+    rejected([tmp_path / "nowhere"], "not found")
+
+    twin = write_evaluation(tmp_path / "twin", "model1", MATRICES["model1"])
+    message = rejected([*evaluations, twin], "appears twice")
+    assert str(twin) in message
+
+    other = write_evaluation(tmp_path / "other", "model4", MATRICES["model1"],
+                             dataset=DATASET | {"duplicate_groups": 4})
+    assert str(other / "dataset.json") in rejected([*evaluations, other], "different datasets")
+
+    metrics = evaluations[0] / "metrics.json"
+    entry = json.loads(metrics.read_text())
+    metrics.write_text(json.dumps(entry | {"accuracy": entry["accuracy"] + 0.01}))
+    assert str(metrics) in rejected(evaluations, "not trace/sum of its confusion matrix")
+
+    metrics.write_text(json.dumps(entry | {"macro_f1": 0.99}))
+    rejected(evaluations, "macro_f1 disagrees with .*predictions.csv")
+
+    metrics.write_text(json.dumps({k: v for k, v in entry.items() if k != "history"}))
+    rejected(evaluations, r"lacks \['history'\]")
+
+
+def test_report_html_renders_in_a_headless_browser(evaluations, tmp_path):
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} not found: install it (`apt-get install -y chromium`) to check that "
+                    "report.html renders")
+    out = tmp_path / "report"
+    report(evaluations, out)
+    result = subprocess.run(
+        [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom", (out / "report.html").as_uri()],
+        capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    dom = result.stdout
+    assert dom.count("<table") >= 5  # variants, per class, dataset classes, skipped files, reference
+    assert len(re.findall(r'class="confusion-matrix"[^>]*><svg\b', dom)) == 3
+    assert len(re.findall(r'class="training-curves"[^>]*><svg\b', dom)) == 3
+    assert re.search(r"Best variant by macro-F1: <strong>model2 \(FC head \+ last conv\)", dom)
+    assert "COVID/images/COVID-99.png" in dom
+    shutil.rmtree(tmp_path / "profile", ignore_errors=True)

@@ -1,0 +1,121 @@
+"""The train step: outputs, progress, weights resolution, and the multi-device (mirrored) path."""
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+
+from components.core.data import epoch_order, training_batches
+from components.core.dataset import open_dataset
+from components.core.errors import CxrError
+from components.core.model import VARIANTS, Backbone, load_model, resolve_weights
+from components.split import split
+from components.train import train
+from tests.factories import write_dataset
+
+COUNTS = {"COVID": 12, "Lung_Opacity": 12, "Normal": 16, "Viral Pneumonia": 8}
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    root = tmp_path_factory.mktemp("train")
+    write_dataset(root / "ds", COUNTS, size=40)
+    split(root / "ds", root / "split", val_fraction=0.25, seed=1)
+    return root
+
+
+def test_train_writes_model_history_and_record(prepared, capfd):
+    out = prepared / "model2"
+    record = train(prepared / "ds", prepared / "split", out, variant="model2", epochs=2, batch_size=8,
+                   image_size=32, weights="none", seed=3)
+    assert {p.name for p in out.iterdir()} >= {"model.keras", "history.json", "train.json"}
+    assert json.loads((out / "train.json").read_text()) == record
+    history = json.loads((out / "history.json").read_text())
+    assert sorted(history) == ["accuracy", "loss", "val_accuracy", "val_loss"]
+    assert all(len(v) == 2 for v in history.values())
+    assert record["trainable_layers"][:2] == ["Conv_1", "Conv_1_bn"]
+    assert record["trainable_params"] < record["total_params"]
+    assert record["n_train"] + record["n_val"] == sum(COUNTS.values())
+    assert record["epochs"] == 2 and record["weights"] == "none" and record["train_seconds"] > 0
+    assert load_model(out / "model.keras").input_shape == (None, 32, 32, 1)
+    err = capfd.readouterr().err
+    assert "train model2: epoch 1/2" in err and "epoch 2/2" in err
+
+
+def test_each_epoch_visits_every_training_image_once_in_a_seeded_order(prepared):
+    dataset = open_dataset(prepared / "ds")
+    rows = np.arange(10, 30)
+    labels = dataset.labels_for(rows)
+    batches = list(training_batches(dataset, rows, labels, image_size=40, batch_size=8, epochs=2, seed=5))
+    assert [len(y) for _, y in batches] == [8, 8, 4, 8, 8, 4]
+    for epoch, chunk in enumerate((batches[:3], batches[3:])):
+        seen = np.concatenate([x.numpy()[:, 0, 0, 0] for x, _ in chunk])
+        expected = dataset.pixels[rows[epoch_order(len(rows), 5, epoch)], 0, 0]
+        np.testing.assert_array_equal(seen, expected)
+        np.testing.assert_array_equal(np.concatenate([y.numpy() for _, y in chunk]),
+                                      labels[epoch_order(len(rows), 5, epoch)])
+    assert not np.array_equal(epoch_order(20, 5, 0), epoch_order(20, 5, 1))
+
+
+def test_weights_file_is_loaded_and_checked(tmp_path):
+    base = Backbone(32, weights=None).base
+    path = tmp_path / "backbone.weights.h5"
+    base.save_weights(path)
+    assert resolve_weights(str(path)) == str(path)
+    loaded = Backbone(32, weights=resolve_weights(str(path))).base
+    np.testing.assert_array_equal(loaded.get_layer("Conv_1").kernel.numpy(),
+                                  base.get_layer("Conv_1").kernel.numpy())
+    (tmp_path / "backbone.weights.h5.sha256").write_text("0" * 64 + "  backbone.weights.h5\n")
+    with pytest.raises(CxrError, match="does not match"):
+        resolve_weights(str(path))
+
+
+def test_unreachable_imagenet_weights_name_the_options(monkeypatch):
+    def offline(*args, **kwargs):
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(keras.utils, "get_file", offline)
+    monkeypatch.setattr("keras.src.applications.mobilenet_v2.file_utils.get_file", offline)
+    with pytest.raises(CxrError, match="--weights PATH.*gs://.*cxr demo-weights.*none"):
+        Backbone(224, weights="imagenet")
+
+
+def test_bad_inputs_are_one_line_errors(prepared, tmp_path):
+    with pytest.raises(CxrError, match="no such file"):
+        resolve_weights(str(tmp_path / "missing.h5"))
+    with pytest.raises(CxrError, match="--epochs"):
+        train(prepared / "ds", prepared / "split", tmp_path / "m", variant="model1", epochs=0)
+    with pytest.raises(CxrError, match="unknown variant"):
+        train(prepared / "ds", prepared / "split", tmp_path / "m", variant="model9")
+    with pytest.raises(CxrError, match="cxr split"):
+        train(prepared / "ds", tmp_path, tmp_path / "m", variant="model1", weights="none")
+
+
+def test_training_under_mirrored_strategy_over_two_cpu_devices(prepared, tmp_path):
+    """The 2 x GPU path (MirroredStrategy) runs here on two logical CPU devices."""
+    script = textwrap.dedent(f"""
+        import json, tensorflow as tf
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+        from components.train import train
+        record = train({str(prepared / 'ds')!r}, {str(prepared / 'split')!r}, {str(tmp_path / 'm')!r},
+                       variant="model1", epochs=2, batch_size=8, image_size=32, weights="none",
+                       devices=["/cpu:0", "/cpu:1"])
+        print(json.dumps(record))
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    record = json.loads(done.stdout.strip().splitlines()[-1])
+    assert record["replicas"] == 2
+    assert "MirroredStrategy" in done.stderr
+    history = json.loads((tmp_path / "m" / "history.json").read_text())
+    assert len(history["loss"]) == 2 and all(np.isfinite(history["loss"]))
+
+
+def test_variants_table_matches_design():
+    assert {v: VARIANTS[v].title for v in VARIANTS} == {
+        "model1": "FC head", "model2": "FC head + last conv", "model3": "FC head + last 2 conv"}
