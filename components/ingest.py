@@ -16,11 +16,14 @@ anything that contains it. Produces out_dir/summary.json, index.csv and pixels.n
   resizes it to stored_size × stored_size when it differs (Pillow BILINEAR, aspect ratio not kept)
   and writes it straight into the memory-mapped pixels.npy, in a fixed order: by class
   (CLASS_NAMES order), then id.
+- Exact duplicates (same size and decoded pixels, core/images.py pixel_sha256), across classes
+  too, share a duplicate_group id; summary["fingerprint"] = sha256 over the sorted (id, file
+  sha256) pairs, the same whichever way the data arrived (folder, zip, gs://).
+- gs:// objects that are samples are downloaded (in parallel, checksum-verified) into a temporary
+  folder under $TMPDIR, removed afterwards; the index records their gs:// URIs.
 - Outputs are written under temporary names and renamed, summary.json last, so an interrupted run
   never leaves a folder that `open_dataset` accepts with mixed contents.
 """
-
-from __future__ import annotations
 
 import contextlib
 import hashlib
@@ -38,8 +41,11 @@ from typing import BinaryIO
 
 import numpy as np
 import pandas as pd
+from kfp import dsl
+from kfp.dsl import Dataset, Output
 
 from components.core import images, storage
+from components.core.artifacts import DEFAULT_IMAGE
 from components.core.classes import CLASS_NAMES, class_for_folder
 from components.core.dataset import INDEX_COLUMNS, INDEX_FILE, PIXELS_FILE, SUMMARY_FILE, write_json
 from components.core.errors import CxrError
@@ -89,16 +95,18 @@ def ingest(source: str | os.PathLike, out_dir: Path, *, stored_size: int | None 
     source_text = os.fspath(source)
     out_dir = Path(out_dir)
     with contextlib.ExitStack() as stack:
-        src = stack.enter_context(_open_source(source_text, workers))
+        src = stack.enter_context(_open_source(source_text, workers, exclude=out_dir))
         candidates, skipped, ignored = _classify(src.entries(), max_file_bytes)
         src.prepare([c.rel for c in candidates], workers)
         candidates = _read_headers(src, candidates, skipped, max_pixels, workers)
-        if not candidates:
-            _report_skipped(skipped)
-            raise CxrError(f"--source {source_text}: no usable image found; expected the layout "
-                           f"{EXPECTED_LAYOUT} (ignored: {_ignored_text(ignored)}; skipped: {len(skipped)})")
         size = stored_size or _most_common_side(candidates)
-        records = _decode_all(src, candidates, skipped, out_dir, size, max_pixels, workers)
+        records = []
+        if candidates:
+            records = _decode_all(src, candidates, skipped, out_dir, size, max_pixels, workers)
+    if not records:
+        _report_skipped(skipped)
+        raise CxrError(f"--source {source_text}: no usable image found; expected the layout "
+                       f"{EXPECTED_LAYOUT} (ignored: {_ignored_text(ignored)}; skipped: {len(skipped)})")
     index = _index(records)
     summary = _summary(source_text, index, skipped, ignored, size)
     _report(summary)
@@ -146,16 +154,19 @@ class _Source:
 
 
 class _DirSource(_Source):
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, exclude: Path | None = None):
         self.root = root.resolve()
+        # The output folder, when it sits inside the source, is not part of the data.
+        self.exclude = exclude.resolve() if exclude is not None else None
 
     def entries(self) -> list[tuple[str, int]]:
         def fail(exc: OSError) -> None:
             raise CxrError(f"cannot list {exc.filename}: {exc.strerror}; check its permissions") from exc
 
         found = []
-        for folder, _, files in os.walk(self.root, onerror=fail):
+        for folder, subfolders, files in os.walk(self.root, onerror=fail):
             base = Path(folder)
+            subfolders[:] = [d for d in subfolders if base / d != self.exclude]
             for name in files:
                 path = base / name
                 try:
@@ -259,7 +270,7 @@ class _GcsSource(_Source):
 
 
 @contextlib.contextmanager
-def _open_source(source: str, workers: int) -> Iterator[_Source]:
+def _open_source(source: str, workers: int, exclude: Path | None = None) -> Iterator[_Source]:
     with contextlib.ExitStack() as stack:
         if storage.is_gcs_uri(source):
             objects = storage.list_objects(source)
@@ -274,7 +285,7 @@ def _open_source(source: str, workers: int) -> Iterator[_Source]:
         else:
             path = Path(source)
             if path.is_dir():
-                src = _DirSource(path)
+                src = _DirSource(path, exclude)
             elif path.is_file() and zipfile.is_zipfile(path):
                 src = _ZipSource(path, str(path.resolve()))
             elif path.exists():
@@ -367,13 +378,16 @@ def _read_headers(src: _Source, candidates: list[_Candidate], skipped: list[dict
 
 
 def _most_common_side(candidates: list[_Candidate]) -> int:
+    if not candidates:
+        return 0
     sides = Counter(max(c.header.width, c.header.height) for c in candidates)
     return max(sides.items(), key=lambda item: (item[1], item[0]))[0]
 
 
 def _decode_all(src: _Source, candidates: list[_Candidate], skipped: list[dict], out_dir: Path,
                 size: int, max_pixels: int, workers: int) -> list[dict]:
-    """Pass 2: decodes each image once into out_dir/pixels.npy.partial; returns the index rows."""
+    """Pass 2: decodes each image once into out_dir/pixels.npy.partial; returns the index rows
+    (none, and no pixels file, when every image fails)."""
     out_dir = _prepare_out_dir(out_dir)
     partial = out_dir / (PIXELS_FILE + _PARTIAL)
     pixels = np.lib.format.open_memmap(partial, mode="w+", dtype=np.uint8,
@@ -397,18 +411,20 @@ def _decode_all(src: _Source, candidates: list[_Candidate], skipped: list[dict],
                 "mode": header.mode, "format": header.format}
 
     records, failed = [], []
-    for result in _run(list(range(len(candidates))), work, workers, "ingest: decode"):
-        (failed if "reason" in result else records).append(result)
-    pixels.flush()
-    pixels = None  # closes the memory map
+    try:
+        for result in _run(list(range(len(candidates))), work, workers, "ingest: decode"):
+            (failed if "reason" in result else records).append(result)
+        pixels.flush()
+        pixels = None  # closes the memory map
+        if records and failed:
+            _drop_rows(partial, [r["row"] for r in records])
+    except BaseException:
+        pixels = None
+        partial.unlink(missing_ok=True)
+        raise
     skipped.extend(failed)
     if not records:
         partial.unlink()
-        _report_skipped(skipped)
-        raise CxrError(f"no usable image: all {len(candidates)} candidates failed to decode; expected "
-                       f"the layout {EXPECTED_LAYOUT}")
-    if failed:
-        _drop_rows(partial, [r["row"] for r in records])
     return records
 
 
@@ -514,3 +530,34 @@ def _report(summary: dict) -> None:
         f"({summary['cross_class_duplicate_groups']} across classes); "
         f"ignored: {_ignored_text(Counter(summary['ignored']))}")
     _report_skipped(summary["skipped"])
+
+
+# ---------------------------------------------------------------------------------------------
+# The KFP component
+# ---------------------------------------------------------------------------------------------
+
+@dsl.component(base_image=DEFAULT_IMAGE, install_kfp_package=False)
+def ingest_op(source: str, dataset_fingerprint: str, stored_size: int, dataset: Output[Dataset]):
+    """Decodes and validates every image of the source once.
+
+    Consumes `source` (a folder, .zip or gs:// prefix the task can read); `dataset_fingerprint` is
+    only a cache key (KFP caches on parameters, not on the bytes behind a gs:// URI): give the
+    fingerprint `cxr ingest` prints so a data change invalidates the cache; a mismatch is logged.
+    `stored_size` 0 means the most common image size. Produces the `dataset` artifact (summary.json,
+    index.csv, pixels.npy) whose metadata carries the image counts, duplicate groups, stored size
+    and the computed fingerprint.
+    """
+    from pathlib import Path
+
+    from components.core.progress import log
+    from components.ingest import ingest
+
+    summary = ingest(source, Path(dataset.path), stored_size=stored_size or None)
+    if dataset_fingerprint and dataset_fingerprint != summary["fingerprint"]:
+        log(f"warning: dataset_fingerprint {dataset_fingerprint} is not the fingerprint of {source} "
+            f"({summary['fingerprint']}); pass the latter so KFP caching follows the data")
+    dataset.metadata.update({"images": summary["images"], **summary["per_class"],
+                             "skipped": len(summary["skipped"]),
+                             "duplicate_groups": summary["duplicate_groups"],
+                             "stored_size": summary["stored_size"], "fingerprint": summary["fingerprint"]})
+

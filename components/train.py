@@ -21,11 +21,11 @@ from components.core.errors import CxrError
 from components.core.model import (
     build_model,
     count_params,
-    get_variant,
     resolve_weights,
     trainable_layer_names,
 )
 from components.core.progress import log
+from components.core.variants import get_variant
 from components.split import load_split
 
 HISTORY_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy")

@@ -5,7 +5,7 @@ set -euo pipefail
 for ref in "$@"; do
     tag="${ref##*:}"
     if [[ "$ref" != *:* || "$tag" == */* ]]; then
-        echo "image reference '$ref' has no tag: images are tagged explicitly (IMAGE_TAG), never implicitly :latest" >&2
+        echo "image reference '$ref' has no valid tag: tag images explicitly (IMAGE_TAG: letters, digits, _ . -), never implicitly :latest" >&2
         exit 1
     fi
     if [[ "${tag,,}" == latest ]]; then

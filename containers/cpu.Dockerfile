@@ -7,12 +7,21 @@
 # with what the build passes as secrets, never baked in: `pip_cert` (a CA bundle) and `pip_conf`
 # (a pip.conf with index settings), both optional; see containers/build-image.sh.
 # No ENTRYPOINT: KFP sets each task's command. Runs as the non-root user `cxr` (uid 1000).
+#
+# Everything from the final FROM to the project install is the same text as in train.Dockerfile,
+# so the CPU training image reuses these layers (build cache and disk) instead of repeating them.
 
 # A pinned public Python 3.11 on Debian bookworm; any Debian/Ubuntu image with python3 (3.11),
 # its venv module, useradd and CA certificates works too (make base-image builds one offline).
 ARG BASE_IMAGE=python:3.11.13-slim-bookworm
-FROM ${BASE_IMAGE}
 
+# The requirement list: only pyproject.toml's dependency lists reach the next stage, so edits to
+# its other sections (tool settings, metadata) keep the dependency layer cached.
+FROM ${BASE_IMAGE} AS requirements
+COPY pyproject.toml /tmp/pyproject.toml
+RUN python3 -c 'import sys, tomllib; p = tomllib.load(open("/tmp/pyproject.toml", "rb"))["project"]; print("\n".join(p["dependencies"] + p["optional-dependencies"][sys.argv[1]]))' cpu >/tmp/requirements.txt
+
+FROM ${BASE_IMAGE}
 ENV VIRTUAL_ENV=/opt/venv \
     PATH=/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     PYTHONUNBUFFERED=1 \
@@ -27,10 +36,10 @@ RUN groupadd --gid 1000 cxr \
  && chown cxr:cxr /gcs /minio /s3
 
 # Dependencies, before the sources so that a source edit rebuilds only the last layer. Every
-# version comes from containers/constraints.txt; the list of requirements from pyproject.toml.
-# pip's download cache lives in a BuildKit cache mount, never in the image.
+# version comes from containers/constraints.txt. pip's download cache lives in a BuildKit cache
+# mount, never in the image.
 COPY containers/constraints.txt /opt/venv-constraints.txt
-COPY pyproject.toml /tmp/pyproject.toml
+COPY --from=requirements /tmp/requirements.txt /tmp/requirements.txt
 RUN --mount=type=secret,id=pip_cert \
     --mount=type=secret,id=pip_conf \
     --mount=type=cache,target=/root/.cache/pip,sharing=locked \
@@ -39,9 +48,8 @@ RUN --mount=type=secret,id=pip_cert \
     if [ -s /run/secrets/pip_conf ]; then export PIP_CONFIG_FILE=/run/secrets/pip_conf; fi; \
     python3 -m venv "$VIRTUAL_ENV"; \
     pip install --quiet --constraint /opt/venv-constraints.txt pip setuptools wheel; \
-    python3 -c 'import tomllib; p = tomllib.load(open("/tmp/pyproject.toml", "rb"))["project"]; print("\n".join(p["dependencies"] + p["optional-dependencies"]["cpu"]))' >/tmp/requirements.txt; \
     pip install --quiet --constraint /opt/venv-constraints.txt --requirement /tmp/requirements.txt; \
-    rm -f /tmp/pyproject.toml /tmp/requirements.txt
+    rm -f /tmp/requirements.txt
 
 # The project itself: offline (no index), no dependency changes, then every installed version
 # checked against the pins.

@@ -16,7 +16,7 @@ from pathlib import Path
 import yaml
 
 from components.core.errors import CxrError
-from components.core.model import VARIANTS
+from components.core.variants import VARIANTS
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 

@@ -5,9 +5,14 @@ token) or KFP_COOKIE (`authservice_session=…` from a multi-user Kubeflow login
 for a port-forwarded standalone install.
 """
 
+import contextlib
+import json
 import os
+import sys
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 from components.core.errors import CxrError
@@ -30,16 +35,19 @@ def submit(config: Config, *, wait: bool = False, timeout_s: float = 24 * 3600, 
         raise CxrError("no KFP endpoint: set KFP_HOST (e.g. http://127.0.0.1:8080 after "
                        "`kubectl port-forward -n kubeflow svc/ml-pipeline-ui 8080:80`) or --host")
     run_name = f"{config.kfp.pipeline_name}-{config.images.tag or git_tag()}-{time.strftime('%Y%m%d-%H%M%S')}"
+    _check_endpoint(host, env)
     with tempfile.TemporaryDirectory() as tmp:
         package = compile_pipeline(config, Path(tmp) / "pipeline.yaml")
+        # kfp.Client prints its own "Run details" links on stdout; keep stdout for our JSON result.
         try:
-            client = kfp.Client(host=host, existing_token=env.get("KFP_TOKEN") or None,
-                                cookies=env.get("KFP_COOKIE") or None,
-                                namespace=config.kfp.namespace or "kubeflow")
-            result = client.create_run_from_pipeline_package(
-                str(package), arguments=pipeline_arguments(config), run_name=run_name,
-                experiment_name=config.kfp.experiment, namespace=config.kfp.namespace or None,
-                enable_caching=config.placement.caching)
+            with contextlib.redirect_stdout(sys.stderr):
+                client = kfp.Client(host=host, existing_token=env.get("KFP_TOKEN") or None,
+                                    cookies=env.get("KFP_COOKIE") or None,
+                                    namespace=config.kfp.namespace or "kubeflow")
+                result = client.create_run_from_pipeline_package(
+                    str(package), arguments=pipeline_arguments(config), run_name=run_name,
+                    experiment_name=config.kfp.experiment, namespace=config.kfp.namespace or None,
+                    enable_caching=config.placement.caching)
         except Exception as exc:  # urllib3, ApiException and friends: all mean "the host said no"
             raise CxrError(f"KFP endpoint {host} {_reason(exc)}; check KFP_HOST, the port-forward "
                            "and KFP_TOKEN / KFP_COOKIE") from exc
@@ -66,6 +74,33 @@ def _wait(client, run_id: str, timeout_s: float, poll_s: float) -> str:
         if time.monotonic() > deadline:
             raise CxrError(f"run {run_id} still {state} after {timeout_s:.0f} s (--wait timeout)")
         time.sleep(poll_s)
+
+
+def _check_endpoint(host: str, env) -> None:
+    """One quick request to the health endpoint, so an unreachable or refusing host fails in seconds.
+
+    (kfp.Client retries its own health check for about 25 s and then reports only a timeout.)
+    """
+    request = urllib.request.Request(f"{host}/apis/v2beta1/healthz")
+    if env.get("KFP_TOKEN"):
+        request.add_header("Authorization", f"Bearer {env['KFP_TOKEN']}")
+    if env.get("KFP_COOKIE"):
+        request.add_header("Cookie", env["KFP_COOKIE"])
+    hint = "check KFP_HOST, the port-forward and KFP_TOKEN / KFP_COOKIE"
+    try:
+        with urllib.request.urlopen(request, timeout=15) as response:
+            body = response.read()
+    except urllib.error.HTTPError as exc:
+        raise CxrError(f"KFP endpoint {host} refused the request (HTTP {exc.code} {exc.reason}); "
+                       f"{hint}") from exc
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise CxrError(f"KFP endpoint {host} is unreachable ({reason}); {hint}") from exc
+    try:
+        json.loads(body)
+    except ValueError as exc:
+        raise CxrError(f"KFP endpoint {host} answered with a non-API page (a login page?); set "
+                       "KFP_COOKIE or KFP_TOKEN, or point KFP_HOST at the pipelines API") from exc
 
 
 def _reason(exc: Exception) -> str:

@@ -5,14 +5,8 @@ import numpy as np
 import pytest
 
 from components.core.errors import CxrError
-from components.core.model import (
-    VARIANTS,
-    build_model,
-    count_params,
-    get_variant,
-    load_model,
-    trainable_layer_names,
-)
+from components.core.model import build_model, count_params, load_model, trainable_layer_names
+from components.core.variants import VARIANTS, get_variant
 
 HEAD = ["head_dense_1", "head_dense_2", "head_output"]
 # MobileNetV2 (alpha 1.0, no top) + head 1280→256→128→4; independent of the input size.

@@ -12,7 +12,8 @@ import pytest
 from components.core.data import epoch_order, training_batches
 from components.core.dataset import open_dataset
 from components.core.errors import CxrError
-from components.core.model import VARIANTS, Backbone, load_model, resolve_weights
+from components.core.model import Backbone, load_model, resolve_weights
+from components.core.variants import VARIANTS
 from components.split import split
 from components.train import train
 from tests.factories import write_dataset

@@ -77,7 +77,7 @@ def open_dataset(path: Path) -> Dataset:
             raise CxrError(f"{path} is not an ingested dataset (no {name}); "
                            f"run `cxr ingest --source ... --out {path}` first")
     summary = json.loads((path / SUMMARY_FILE).read_text())
-    index = pd.read_csv(path / INDEX_FILE, dtype={"id": str, "class_name": str},
+    index = pd.read_csv(path / INDEX_FILE, dtype={"id": str, "class_name": str, "mode": str, "format": str},
                         keep_default_na=False)
     pixels = np.load(path / PIXELS_FILE, mmap_mode="r")
     if len(index) != pixels.shape[0]:

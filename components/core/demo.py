@@ -166,8 +166,8 @@ def _draw_phantom(rng: np.random.Generator, label: int) -> dict:
         p["glass_max"] = rng.uniform(0.22, 0.34)
     elif name == "Lung_Opacity":
         p["consolidation"] = (rng.choice([-1, 1]), rng.uniform(-0.45, 0.45), rng.uniform(-0.5, 0.6),
-                              rng.uniform(0.10, 0.17) * s, rng.uniform(0.12, 0.22) * s,
-                              rng.uniform(0, np.pi), rng.uniform(0.26, 0.40))
+                              rng.uniform(0.12, 0.19) * s, rng.uniform(0.15, 0.25) * s,
+                              rng.uniform(0, np.pi), rng.uniform(0.30, 0.42))
     elif name == "Viral Pneumonia":
         p["streaks"] = [(rng.uniform(0, np.pi), rng.uniform(0.15, 0.22) * s, rng.uniform(0, 2 * np.pi))
                         for _ in range(3)]

@@ -109,7 +109,11 @@ def decode_gray(data: bytes, *, max_pixels: int) -> Decoded:
             im.load()
         except Exception as exc:  # Pillow raises OSError, SyntaxError, ValueError, zlib.error, ...
             raise ImageSkip(TRUNCATED, f"decoding failed part-way ({_describe(exc)})") from exc
-        pixels = to_gray8(im)
+        try:
+            pixels = to_gray8(im)
+        except (ValueError, OSError) as exc:
+            raise ImageSkip(NOT_AN_IMAGE, f"colour mode {im.mode} cannot be converted to grayscale "
+                                          f"({_describe(exc)})") from exc
     if pixels.shape != (header.height, header.width):
         raise ImageSkip(TRUNCATED, f"decoded {pixels.shape[1]}x{pixels.shape[0]} pixels but the "
                                    f"header says {header.width}x{header.height}")

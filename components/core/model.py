@@ -13,43 +13,17 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import keras
 
 from components.core.classes import CLASS_NAMES
 from components.core.errors import CxrError
-
-
-@dataclass(frozen=True)
-class Variant:
-    """One fine-tuning variant: its id, a title for reports and the backbone layers it trains."""
-
-    id: str
-    title: str
-    trainable_backbone_layers: tuple[str, ...]
-
-
-VARIANTS: dict[str, Variant] = {
-    v.id: v for v in (
-        Variant("model1", "FC head", ()),
-        Variant("model2", "FC head + last conv", ("Conv_1", "Conv_1_bn")),
-        Variant("model3", "FC head + last 2 conv",
-                ("block_16_project", "block_16_project_BN", "Conv_1", "Conv_1_bn")),
-    )
-}
+from components.core.variants import Variant
 
 HEAD_UNITS = (256, 128)
 HEAD_DROPOUT = 0.3
 IMAGENET_NO_TOP_FILE = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
-
-
-def get_variant(variant_id: str) -> Variant:
-    """The variant called `variant_id`; a clear error naming the valid ids otherwise."""
-    if variant_id not in VARIANTS:
-        raise CxrError(f"unknown variant {variant_id!r}: choose one of {', '.join(VARIANTS)}")
-    return VARIANTS[variant_id]
 
 
 def build_model(variant: Variant, *, image_size: int = 224, weights: str | None = "imagenet",

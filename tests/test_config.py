@@ -1,0 +1,55 @@
+"""Configuration: YAML per environment, environment variables, --set overrides, clear errors."""
+
+import pytest
+
+from components.core.errors import CxrError
+from pipelines.config import CONFIG_DIR, load_config
+
+
+def test_shipped_configs_load_and_validate():
+    names = {p.name for p in CONFIG_DIR.glob("*.yaml")}
+    assert {"local.yaml", "cluster.yaml", "kind.yaml", "study-80-10-10.yaml"} <= names
+    for path in CONFIG_DIR.glob("*.yaml"):
+        load_config(path, env={})
+
+
+def test_precedence_defaults_then_yaml_then_env_then_set():
+    config = load_config(CONFIG_DIR / "local.yaml", ["study.epochs=2", "images.tag=abc"],
+                         env={"IMAGE_REGISTRY": "europe-docker.pkg.dev/p/r", "IMAGE_TAG": "from-env"})
+    assert config.study.image_size == 96            # local.yaml
+    assert config.study.epochs == 2                 # --set beats YAML
+    assert config.images.tag == "abc"               # --set beats the environment
+    assert config.images.cpu == "europe-docker.pkg.dev/p/r/cxr-kfp-cpu:abc"
+    assert config.study.learning_rate == 1e-3       # default
+
+
+def test_default_tag_is_the_git_sha_never_latest():
+    config = load_config(None, env={})
+    assert not config.images.cpu.endswith(":latest") and ":" in config.images.cpu
+    with pytest.raises(CxrError, match="latest"):
+        load_config(None, ["images.tag=latest"], env={})
+
+
+def test_lists_and_booleans_from_the_command_line():
+    config = load_config(None, ["study.variants=model1,model3", "placement.caching=false"], env={})
+    assert config.study.variants == ["model1", "model3"] and config.placement.caching is False
+
+
+@pytest.mark.parametrize("override, match", [
+    ("study.epochz=3", "unknown setting 'study.epochz'"),
+    ("study.epochs=three", "not a valid int"),
+    ("study.variants=model7", "study.variants"),
+    ("study.val_fraction=1.0", "val_fraction"),
+    ("noequals", "expected key=value"),
+])
+def test_bad_settings_are_named(override, match):
+    with pytest.raises(CxrError, match=match):
+        load_config(None, [override], env={})
+
+
+def test_missing_or_broken_file(tmp_path):
+    with pytest.raises(CxrError, match="no such file.*local.yaml"):
+        load_config(tmp_path / "nope.yaml", env={})
+    (tmp_path / "bad.yaml").write_text("study: [unclosed")
+    with pytest.raises(CxrError, match="not valid YAML"):
+        load_config(tmp_path / "bad.yaml", env={})
