@@ -1,5 +1,6 @@
 # cxr-kfp — `make help` lists the targets. Settings come from the environment or a .env file.
 -include .env
+include containers/containers.mk
 
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
@@ -35,3 +36,27 @@ test: $(STAMP) browser ## Run the test suite (unit, pipeline spec, local end-to-
 
 test-fast: $(STAMP) ## The tests not marked slow
 	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
+
+# --- The pipeline -------------------------------------------------------------------------------
+CONFIG ?= pipelines/configs/cluster.yaml
+PIPELINE_YAML ?= pipeline.yaml
+RUNNER ?= subprocess
+ifeq ($(filter subprocess docker,$(RUNNER)),)
+$(error RUNNER must be subprocess or docker, not '$(RUNNER)')
+endif
+ifneq ($(filter submit-pipeline,$(MAKECMDGOALS)),)
+ifeq ($(strip $(KFP_HOST)),)
+$(error submit-pipeline needs KFP_HOST, e.g. KFP_HOST=http://127.0.0.1:8080 after `kubectl port-forward -n kubeflow svc/ml-pipeline-ui 8080:80`)
+endif
+endif
+
+.PHONY: run-local compile submit-pipeline test-containers
+
+run-local: $(STAMP) ## Run the whole pipeline locally on the demo data (kfp.local); report in $(OUT)/report
+	$(BIN)/cxr run-local --out $(OUT) --runner $(RUNNER) $(if $(SOURCE),--source $(SOURCE))
+
+compile: $(STAMP) ## Compile the pipeline YAML (CONFIG=..., images pinned to IMAGE_REGISTRY/IMAGE_TAG)
+	IMAGE_REGISTRY=$(IMAGE_REGISTRY) IMAGE_TAG=$(IMAGE_TAG) $(BIN)/cxr compile --config $(CONFIG) --output $(PIPELINE_YAML)
+
+submit-pipeline: $(STAMP) ## Compile and submit a run to KFP_HOST (WAIT=1 follows it to the end)
+	IMAGE_REGISTRY=$(IMAGE_REGISTRY) IMAGE_TAG=$(IMAGE_TAG) $(BIN)/cxr submit --config $(CONFIG) $(if $(WAIT),--wait)

@@ -14,10 +14,9 @@ split has no test side. Produces, in the output folder:
 import json
 from pathlib import Path
 
-from kfp import dsl
 from kfp.dsl import Artifact, ClassificationMetrics, Dataset, Input, Metrics, Model, Output
 
-from components.core.artifacts import DEFAULT_IMAGE
+from components.core.artifacts import component
 from components.core.classes import CLASS_NAMES
 from components.core.dataset import contract_summary, open_dataset, write_json
 from components.core.errors import CxrError
@@ -147,7 +146,7 @@ def _load_model(model_dir: Path):
     return model
 
 
-@dsl.component(base_image=DEFAULT_IMAGE, install_kfp_package=False)
+@component
 def evaluate_op(dataset: Input[Dataset], split_ids: Input[Artifact], model: Input[Model],
                 evaluation: Output[Artifact], metrics: Output[Metrics],
                 confusion_matrix: Output[ClassificationMetrics]):

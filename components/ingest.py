@@ -41,11 +41,10 @@ from typing import BinaryIO
 
 import numpy as np
 import pandas as pd
-from kfp import dsl
 from kfp.dsl import Dataset, Output
 
 from components.core import images, storage
-from components.core.artifacts import DEFAULT_IMAGE
+from components.core.artifacts import component
 from components.core.classes import CLASS_NAMES, class_for_folder
 from components.core.dataset import INDEX_COLUMNS, INDEX_FILE, PIXELS_FILE, SUMMARY_FILE, write_json
 from components.core.errors import CxrError
@@ -54,6 +53,8 @@ from components.core.progress import Progress, log
 
 # A file (or zip member, by its uncompressed size) over this is refused unread: the zip-bomb guard.
 MAX_FILE_BYTES = 512 * 1024 * 1024
+# `demo:N`: the ingest task makes N synthetic images itself (kind and cluster smoke runs need no data).
+DEMO_SOURCE_PREFIX = "demo:"
 IGNORED_KINDS = ("masks", "metadata", "readme", "os_junk", "other")
 JUNK_NAMES = frozenset({".ds_store", "thumbs.db", "desktop.ini"})
 METADATA_SUFFIXES = (".xlsx", ".xls", ".csv")
@@ -77,7 +78,8 @@ def ingest(source: str | os.PathLike, out_dir: Path, *, stored_size: int | None 
 
     Args:
         source: a dataset folder, a .zip of it, gs://BUCKET/PREFIX or gs://BUCKET/OBJECT.zip; it may
-            also be any folder or archive that contains the dataset folder.
+            also be any folder or archive that contains the dataset folder. `demo:N` ingests N
+            synthetic demo images made on the spot.
         out_dir: the dataset folder to write (summary.json, index.csv, pixels.npy are replaced).
         stored_size: side of the stored square pixels; default the most common max(width, height).
         max_pixels: images with width × height over this are skipped as too_large.
@@ -269,6 +271,18 @@ class _GcsSource(_Source):
         return self.objects[rel].uri
 
 
+def _make_demo_source(source: str, folder: Path) -> Path:
+    """Writes the demo dataset that a `demo:N` source names (N images, seed 0) into `folder`."""
+    from components.core.demo import make_demo_dataset
+
+    count = source[len(DEMO_SOURCE_PREFIX):]
+    if not count.isdigit():
+        raise CxrError(f"--source {source}: a demo source is demo:N with N the number of images, "
+                       "e.g. demo:240")
+    make_demo_dataset(folder / "demo-data", total=int(count), seed=0)
+    return folder / "demo-data"
+
+
 @contextlib.contextmanager
 def _open_source(source: str, workers: int, exclude: Path | None = None) -> Iterator[_Source]:
     with contextlib.ExitStack() as stack:
@@ -282,6 +296,9 @@ def _open_source(source: str, workers: int, exclude: Path | None = None) -> Iter
                 src: _Source = _ZipSource(local_zip, source)
             else:
                 src = _GcsSource(objects, tmp)
+        elif source.startswith(DEMO_SOURCE_PREFIX):
+            tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="cxr-demo-")))
+            src = _DirSource(_make_demo_source(source, tmp))
         else:
             path = Path(source)
             if path.is_dir():
@@ -536,7 +553,7 @@ def _report(summary: dict) -> None:
 # The KFP component
 # ---------------------------------------------------------------------------------------------
 
-@dsl.component(base_image=DEFAULT_IMAGE, install_kfp_package=False)
+@component
 def ingest_op(source: str, dataset_fingerprint: str, stored_size: int, dataset: Output[Dataset]):
     """Decodes and validates every image of the source once.
 

@@ -20,10 +20,9 @@ import re
 from pathlib import Path
 
 import pandas as pd
-from kfp import dsl
 from kfp.dsl import HTML, Artifact, Input, Markdown, Metrics, Output
 
-from components.core.artifacts import DEFAULT_IMAGE
+from components.core.artifacts import component
 from components.core.classes import CLASS_NAMES
 from components.core.dataset import write_json
 from components.core.errors import CxrError
@@ -493,7 +492,7 @@ predictions.csv (selection metric: {esc(comparison["selection_metric"])}).</p>
 """
 
 
-@dsl.component(base_image=DEFAULT_IMAGE, install_kfp_package=False)
+@component
 def report_op(evaluations: Input[list[Artifact]], comparison: Output[Artifact], report_html: Output[HTML],
               report_markdown: Output[Markdown], run_metrics: Output[Metrics]):
     """Merges every variant's evaluation into the run's comparison.

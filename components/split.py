@@ -15,10 +15,9 @@ share by its size minus one).
 from pathlib import Path
 
 import numpy as np
-from kfp import dsl
 from kfp.dsl import Artifact, Dataset, Input, Output
 
-from components.core.artifacts import DEFAULT_IMAGE
+from components.core.artifacts import component
 from components.core.classes import CLASS_NAMES
 from components.core.dataset import open_dataset, write_json
 from components.core.errors import CxrError
@@ -128,7 +127,7 @@ def _groups(duplicate_group: np.ndarray, class_names: np.ndarray) -> list[tuple[
     return groups
 
 
-@dsl.component(base_image=DEFAULT_IMAGE, install_kfp_package=False)
+@component
 def split_op(dataset: Input[Dataset], split_ids: Output[Artifact], val_fraction: float,
              test_fraction: float, seed: int):
     """Splits the ingested dataset into train / val / test id lists.

@@ -11,11 +11,10 @@ from pathlib import Path
 
 import keras
 import tensorflow as tf
-from kfp import dsl
 from kfp.dsl import Artifact, Dataset, Input, Model, Output
 
 from components.core import data
-from components.core.artifacts import DEFAULT_IMAGE
+from components.core.artifacts import component
 from components.core.dataset import open_dataset, write_json
 from components.core.errors import CxrError
 from components.core.model import (
@@ -46,7 +45,7 @@ def train(dataset_dir: Path, split_dir: Path, out_dir: Path, *, variant: str, ep
         batch_size: global batch size (split across devices under MirroredStrategy).
         learning_rate: Adam's learning rate.
         image_size: square model input in pixels (the stored pixels are resized per batch).
-        weights: "imagenet", "none", a local backbone weights file or a gs:// URI.
+        weights: "imagenet", "none", "demo", a local backbone weights file or a gs:// URI.
         weights_sha256: expected sha256 of a weights file, checked when given.
         seed: seeds weight initialisation, dropout and the per-epoch order of the training images.
         devices: devices to mirror over; default: every GPU when more than one is visible.
@@ -64,7 +63,7 @@ def train(dataset_dir: Path, split_dir: Path, out_dir: Path, *, variant: str, ep
     sides = load_split(split_dir)
     train_rows, val_rows = dataset.rows_for(sides["train"]), dataset.rows_for(sides["val"])
     train_labels, val_labels = dataset.labels_for(train_rows), dataset.labels_for(val_rows)
-    resolved_weights = resolve_weights(weights, sha256=weights_sha256)
+    resolved_weights = resolve_weights(weights, image_size=image_size, sha256=weights_sha256)
 
     keras.utils.set_random_seed(seed)
     strategy = _strategy(devices)
@@ -144,7 +143,7 @@ def _strategy(devices: list[str] | None) -> tf.distribute.Strategy:
     return tf.distribute.get_strategy()
 
 
-@dsl.component(base_image=DEFAULT_IMAGE, install_kfp_package=False)
+@component
 def train_op(dataset: Input[Dataset], split_ids: Input[Artifact], model: Output[Model], variant: str,
              epochs: int, batch_size: int, learning_rate: float, image_size: int, weights: str, seed: int):
     """Fine-tunes one variant on the split's training side (the pipeline gives it 2 x T4).

@@ -71,8 +71,11 @@ endif
 _cxr_build = BASE_IMAGE='$(3)' DOCKER='$(DOCKER)' DOCKER_BUILD_NETWORK='$(DOCKER_BUILD_NETWORK)' \
     $(CONTAINERS_DIR)/build-image.sh $(CONTAINERS_DIR)/$(1) '$(2)' $(4)
 
-.PHONY: docker-engine base-image build-images build-images-local build-image-cpu build-image-train \
+.PHONY: docker-install docker-engine base-image build-images build-images-local build-image-cpu build-image-train \
     build-image-train-gpu build-image-train-cpu push-images smoke-images image-refs constraints
+
+docker-install: ## Install docker.io and debootstrap from Debian packages when missing (root)
+	@$(CONTAINERS_DIR)/install-docker.sh
 
 docker-engine: ## Start a Docker engine (dockerd, as root) unless one answers; wait until it does
 	@DOCKER='$(DOCKER)' $(CONTAINERS_DIR)/docker-engine.sh

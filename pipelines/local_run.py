@@ -2,22 +2,24 @@
 
 With no source it makes the demo dataset (and, for `study.weights: demo`, the offline demo
 backbone) under OUT/inputs, then runs every task through kfp.local: SubprocessRunner (this Python
-environment) or DockerRunner (the project's images, no network). Everything lives under OUT, which
-is also the pipeline root, so Docker containers see the inputs at the same paths. The report is
-copied to OUT/report.
+environment) or DockerRunner (the project's images, the training image's CPU build, no network).
+OUT is also the pipeline root, which DockerRunner bind-mounts at the same path, so containers see
+the inputs. The report is copied to OUT/report.
 """
 
+import os
 import shutil
 import time
 from pathlib import Path
 
 from components.core.errors import CxrError
 from components.core.progress import log
-from pipelines.config import CONFIG_DIR, load_config
+from pipelines.config import CONFIG_DIR, ImagesConfig, load_config
 from pipelines.pipeline import make_pipeline, pipeline_arguments
 
 LOCAL_CONFIG = CONFIG_DIR / "local.yaml"
 DEMO_IMAGES = 240
+CPU_TRAIN_IMAGE_NAME = "cxr-kfp-train-cpu"  # the training image's CPU build (containers/)
 
 
 def run_local(out: Path, *, source: str | None = None, config_path: Path | None = None,
@@ -45,10 +47,13 @@ def run_local(out: Path, *, source: str | None = None, config_path: Path | None 
     if runner == "subprocess":
         task_runner = kfp.local.SubprocessRunner(use_venv=False)
     elif runner == "docker":
-        task_runner = kfp.local.DockerRunner(network_mode="none")
+        # Containers run as the caller's uid so they can write into the bind-mounted OUT; no network.
+        task_runner = kfp.local.DockerRunner(network_mode="none", user=f"{os.getuid()}:{os.getgid()}")
+        if config.images.train_name == ImagesConfig.train_name:
+            config.images.train_name = CPU_TRAIN_IMAGE_NAME
     else:
         raise CxrError(f"--runner {runner!r}: choose subprocess or docker")
-    kfp.local.init(runner=task_runner, pipeline_root=str(out / "pipeline-root"))
+    kfp.local.init(runner=task_runner, pipeline_root=str(out))
     log(f"run-local: pipeline with {runner} runner; variants {', '.join(study.variants)}, "
         f"{study.epochs} epochs at {study.image_size}px")
     started = time.perf_counter()

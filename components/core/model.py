@@ -12,7 +12,6 @@ replicated to RGB and scaled to [-1, 1], which is exactly `mobilenet_v2.preproce
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 
 import keras
@@ -114,21 +113,24 @@ def _mobilenet_v2(image_size: int, weights: str | None) -> keras.Model:
         raise CxrError(f"cannot load backbone weights from {weights}: {exc}".splitlines()[0]) from exc
 
 
-def resolve_weights(spec: str, *, sha256: str | None = None, cache_dir: Path | None = None) -> str | None:
+def resolve_weights(spec: str, *, image_size: int = 224, sha256: str | None = None) -> str | None:
     """Turns a --weights value into what Keras takes: "imagenet", None or a local file path.
 
-    `spec` is "imagenet", "none", a local file or a gs:// URI (downloaded once into the cache).
+    `spec` is "imagenet", "none", "demo" (the offline demo backbone for `image_size`, built once by
+    `cxr demo-weights` logic and cached), a local file or a gs:// URI (downloaded once into the cache).
     A local file is checked against `sha256` when given, else against a `<file>.sha256` sidecar
     when one exists.
     """
     if spec == "imagenet":
         return "imagenet"
+    if spec == "demo":
+        from components.core.demo import demo_weights_cache_path, make_demo_weights
+        return str(make_demo_weights(demo_weights_cache_path(image_size, 0), image_size=image_size))
     if spec.lower() == "none":
         return None
     if spec.startswith("gs://"):
-        from components.core.storage import download_file
-        cache_dir = cache_dir or Path(os.environ.get("CXR_CACHE_DIR", Path.home() / ".cache" / "cxr-kfp"))
-        local = cache_dir / "weights" / hashlib.sha256(spec.encode()).hexdigest()[:16] / Path(spec).name
+        from components.core.storage import cache_dir, download_file
+        local = cache_dir() / "weights" / hashlib.sha256(spec.encode()).hexdigest()[:16] / Path(spec).name
         if not local.exists():
             download_file(spec, local, expected_sha256=sha256)
         path = local

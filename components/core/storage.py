@@ -27,6 +27,11 @@ EMULATOR_PROJECT = "cxr-local"
 _CHUNK = 1 << 20
 
 
+def cache_dir() -> Path:
+    """Where cxr-kfp caches downloads and built artifacts: $CXR_CACHE_DIR, else ~/.cache/cxr-kfp."""
+    return Path(os.environ.get("CXR_CACHE_DIR") or Path.home() / ".cache" / "cxr-kfp").expanduser()
+
+
 @dataclass(frozen=True)
 class GcsObject:
     """One object found under a prefix."""
