@@ -59,7 +59,7 @@ compile: $(STAMP) ## Compile the pipeline YAML (CONFIG=..., images pinned to IMA
 	IMAGE_REGISTRY=$(IMAGE_REGISTRY) IMAGE_TAG=$(IMAGE_TAG) $(BIN)/cxr compile --config $(CONFIG) --output $(PIPELINE_YAML)
 
 test-containers: $(STAMP) docker-install docker-engine build-images-local smoke-images ## Container tier: the pipeline in the images (DockerRunner, no network)
-	$(BIN)/pytest -m containers $(PYTEST_ARGS)
+	IMAGE_REGISTRY=$(IMAGE_REGISTRY) IMAGE_TAG=$(IMAGE_TAG) $(BIN)/pytest -m containers $(PYTEST_ARGS)
 
 submit-pipeline: $(STAMP) ## Compile and submit a run to KFP_HOST (WAIT=1 follows it to the end)
 	IMAGE_REGISTRY=$(IMAGE_REGISTRY) IMAGE_TAG=$(IMAGE_TAG) $(BIN)/cxr submit --config $(CONFIG) $(if $(WAIT),--wait)

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from pipelines.config import ImagesConfig
+from pipelines.config import load_config
 from pipelines.local_run import CPU_TRAIN_IMAGE_NAME, run_local
 
 pytestmark = pytest.mark.containers
@@ -17,7 +17,7 @@ def test_pipeline_runs_in_the_images_without_network(tmp_path, capfd):
     report_dir = run_local(tmp_path / "run", runner="docker", demo_images=120,
                            overrides=["study.epochs=2", "study.image_size=64"])
     out = capfd.readouterr().out
-    images = ImagesConfig()
+    images = load_config(None).images  # IMAGE_REGISTRY / IMAGE_TAG: what `make build-images-local` built
     assert f"Found image '{images.cpu}'" in out
     assert f"Found image '{images.ref(CPU_TRAIN_IMAGE_NAME)}'" in out
     assert "Pulling image" not in out
