@@ -27,7 +27,8 @@ def _demo_weights(a):
 
 def _ingest(a):
     from components.ingest import ingest
-    return ingest(a.source, a.out, stored_size=a.stored_size)
+    return ingest(a.source, a.out, stored_size=a.stored_size or None, max_pixels=a.max_pixels,
+                  workers=a.workers)
 
 
 def _split(a):
@@ -98,14 +99,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("demo-weights", _demo_weights,
                 "Pretrain a MobileNetV2 backbone offline on synthetic images (stand-in for ImageNet).")
     p.add_argument("out_file", type=Path, metavar="OUT_FILE", help="weights file, must end .weights.h5")
-    p.add_argument("--image-size", type=int, default=96, help="pretraining image side (default 96)")
+    p.add_argument("--image-size", type=int, default=64, help="pretraining image side (default 64)")
     p.add_argument("--seed", type=int, default=0)
 
     p = command("ingest", _ingest, "Decode and validate every image once into a dataset folder.")
-    p.add_argument("--source", required=True, help="dataset folder, .zip of it, or gs://bucket/prefix")
+    p.add_argument("--source", required=True,
+                   help="dataset folder, .zip of it, gs://bucket/prefix, or demo:N (N synthetic images)")
     p.add_argument("--out", required=True, type=Path, help="dataset folder to write")
     p.add_argument("--stored-size", type=int, default=None,
-                   help="side of the stored pixels (default: the most common image size)")
+                   help="side of the stored pixels (default or 0: the most common image size)")
+    p.add_argument("--max-pixels", type=int, default=50_000_000,
+                   help="skip images with more pixels than this, checked before decoding (default 50M)")
+    p.add_argument("--workers", type=int, default=8, help="threads for downloads and decoding (default 8)")
 
     from components.split import PRESETS
     p = command("split", _split, "Stratified, seeded hold-out; identical images stay on one side.")

@@ -16,7 +16,7 @@ def test_shipped_configs_load_and_validate():
 def test_precedence_defaults_then_yaml_then_env_then_set():
     config = load_config(CONFIG_DIR / "local.yaml", ["study.epochs=2", "images.tag=abc"],
                          env={"IMAGE_REGISTRY": "europe-docker.pkg.dev/p/r", "IMAGE_TAG": "from-env"})
-    assert config.study.image_size == 96            # local.yaml
+    assert config.study.image_size == 64            # local.yaml
     assert config.study.epochs == 2                 # --set beats YAML
     assert config.images.tag == "abc"               # --set beats the environment
     assert config.images.cpu == "europe-docker.pkg.dev/p/r/cxr-kfp-cpu:abc"

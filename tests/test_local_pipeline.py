@@ -26,7 +26,7 @@ def test_report_holds_all_three_variants(run):
     assert comparison["dataset"]["images"] == 240
     for v in comparison["variants"]:
         assert v["epochs"] == 2 and all(len(c) == 2 for c in v["history"].values())
-        assert v["weights"].endswith("demo-backbone-96px.weights.h5")
+        assert v["weights"].endswith("demo-backbone-64px.weights.h5")
         assert sum(map(sum, v["confusion_matrix"])) == v["n_eval"]
 
 
@@ -41,6 +41,9 @@ def test_report_html_and_markdown_agree_with_the_json(run):
 
 def test_kubeflow_ui_artifacts(run):
     """Each evaluate task logs UI metrics and a confusion matrix; report logs <variant>_<metric>."""
+    comparison = json.loads((run / "report" / "comparison.json").read_text())
+    matrices = {v["variant"]: v["confusion_matrix"] for v in comparison["variants"]}
+    accuracies = {v["variant"]: v["accuracy"] for v in comparison["variants"]}
     executor_outputs = {p.parent.name + "/" + p.parent.parent.name: json.loads(p.read_text())
                         for p in run.glob("cxr-transfer-learning-*/**/executor_output.json")}
     evaluates = [o for k, o in executor_outputs.items() if k.startswith("evaluate-op/")]
@@ -51,8 +54,12 @@ def test_kubeflow_ui_artifacts(run):
         assert {"accuracy", "macro_f1", "covid_sensitivity", "covid_specificity", "train_seconds",
                 "trainable_params"} <= set(metrics)
         confusion = artifacts["confusion_matrix"]["artifacts"][0]["metadata"]["confusionMatrix"]
-        assert [c["name"] for c in confusion["annotationSpecs"]] == [
+        assert [c["displayName"] for c in confusion["annotationSpecs"]] == [
             "COVID", "Lung_Opacity", "Normal", "Viral Pneumonia"]
+        variant = artifacts["evaluation"]["artifacts"][0]["metadata"]["variant"]
+        assert [r["row"] for r in confusion["rows"]] == matrices[variant]
+        assert metrics["accuracy"] == accuracies[variant]
     report = next(o for k, o in executor_outputs.items() if k.startswith("report-op/"))
     run_metrics = report["artifacts"]["run_metrics"]["artifacts"][0]["metadata"]
     assert {"model1_accuracy", "model2_macro_f1", "model3_covid_sensitivity"} <= set(run_metrics)
+    assert run_metrics["model2_accuracy"] == accuracies["model2"]

@@ -5,6 +5,7 @@
 # Needs network access (kubectl fetches the kustomizations from GitHub, the nodes pull KFP's images).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+# shellcheck source=../kfp-version.env
 source "$MANIFESTS_DIR/kfp-version.env"
 KFP_RUNNER_SA="${KFP_RUNNER_SA:-cxr-pipeline-runner}"
 KIND_TIMEOUT="${KIND_TIMEOUT:-900}"

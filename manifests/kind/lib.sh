@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034  # sourced by the kind scripts, which use these variables
 # Shared helpers of the kind scripts (sourced, not run). Every kubectl call goes through `k`, which
 # names the kind cluster's context: these scripts never act on whatever context is current.
 KIND="${KIND:-kind}"
@@ -24,7 +25,7 @@ k() { "$KUBECTL" --context "$KUBE_CONTEXT" "$@"; }
 need_cluster() {
     need "$KUBECTL" kubectl
     if ! k get --raw /readyz >/dev/null 2>&1; then
-        die "no running kind cluster '$KIND_CLUSTER_NAME' (context $KUBE_CONTEXT): run 'make kind-up${1:+ $1}'"
+        die "no running kind cluster '$KIND_CLUSTER_NAME' (context $KUBE_CONTEXT): run 'make kind-up'"
     fi
 }
 

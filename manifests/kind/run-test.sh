@@ -21,14 +21,16 @@ done
 shift
 (($#)) || die "no submit command after --"
 
-need_cluster "kind-deploy-kfp"
+need_cluster
 k -n "$KFP_NAMESPACE" get service ml-pipeline-ui >/dev/null 2>&1 ||
     die "Kubeflow Pipelines is not installed on '$KIND_CLUSTER_NAME': run 'make kind-deploy-kfp'"
 mkdir -p "$KIND_OUT"
 host="http://127.0.0.1:$KFP_PORT"
 
 pf_log="$KIND_OUT/port-forward.log"
-k -n "$KFP_NAMESPACE" port-forward --address 127.0.0.1 service/ml-pipeline-ui "$KFP_PORT:80" >"$pf_log" 2>&1 &
+# Started directly (not through the k function) so that $! is kubectl's own pid.
+"$KUBECTL" --context "$KUBE_CONTEXT" -n "$KFP_NAMESPACE" port-forward --address 127.0.0.1 \
+    service/ml-pipeline-ui "$KFP_PORT:80" >"$pf_log" 2>&1 &
 pf_pid=$!
 stop_port_forward() {
     kill "$pf_pid" 2>/dev/null || true
@@ -44,8 +46,8 @@ for ((i = 0; ; i++)); do
         "$host/apis/v2beta1/healthz" 2>/dev/null; then
         break
     fi
-    ((i < 60)) || die "KFP at $host did not answer for 60 s (see $pf_log; is ml-pipeline Available?)"
-    sleep 1
+    ((i < 120)) || die "KFP at $host did not answer for 60 s (see $pf_log; is ml-pipeline Available?)"
+    sleep 0.5
 done
 log "KFP UI and API at $host (port-forward pid $pf_pid)"
 

@@ -1,0 +1,441 @@
+"""The kind harness offline: make's checks and command lines, check_run.py against a fake KFP, run-test.sh
+against a fake kubectl (kind itself cannot run here: these never touch a cluster or the network)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+KIND_DIR = ROOT / "manifests" / "kind"
+VARIANTS = ("model1", "model2", "model3")
+
+
+def make_command() -> list[str]:
+    """The top-level Makefile once it includes manifests/kind.mk; kind.mk alone until then."""
+    included = "manifests/kind.mk" in (ROOT / "Makefile").read_text()
+    return ["make", "--no-print-directory"] + ([] if included else ["-f", "manifests/kind.mk"])
+
+
+def make(*args: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in ("KFP_PORT", "KIND_CLUSTER_NAME", "IMAGE_TAG",
+                                                            "IMAGE_REGISTRY", "MAKEFLAGS")}
+    return subprocess.run([*make_command(), *args], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=60)
+
+
+# --- make: settings are checked when the makefile is read, so `make -n` rejects them
+
+
+@pytest.mark.parametrize("setting,shown", [
+    ("KFP_PORT=abc", "KFP_PORT must be a whole number from 1 to 65535, not 'abc'"),
+    ("KFP_PORT=70000", "KFP_PORT must be a whole number from 1 to 65535, not '70000'"),
+    ("KFP_PORT=", "KFP_PORT must be a whole number"),
+    ("KIND_CLUSTER_NAME=Bad_Name", "KIND_CLUSTER_NAME 'Bad_Name' is not a valid name"),
+    ("KIND_CLUSTER_NAME=-cxr", "KIND_CLUSTER_NAME '-cxr' is not a valid name"),
+    ("KIND_CLUSTER_NAME=cxr;rm", "KIND_CLUSTER_NAME 'cxr;rm' is not a valid name"),
+    ("KIND_CLUSTER_NAME=" + "a" * 51, "is too long: at most 50 characters"),
+    ("KIND_GPU_COUNT=two", "KIND_GPU_COUNT must be a whole number from 1 to 8"),
+])
+def test_bad_settings_are_rejected_by_make_n(setting, shown):
+    result = make("-n", "kind-up", setting, "IMAGE_TAG=abc123")
+    assert result.returncode != 0
+    assert shown in result.stderr
+    assert "up.sh" not in result.stdout, "nothing may run with a bad setting"
+
+
+def test_bad_image_tag_is_rejected():
+    result = make("-n", "kind-test", "IMAGE_TAG=latest")
+    assert result.returncode != 0 and "latest" in result.stderr
+
+
+def test_good_settings_pass_and_other_goals_are_not_checked():
+    good = make("-n", "kind-up", "KFP_PORT=18080", "KIND_CLUSTER_NAME=cxr-ci-1", "IMAGE_TAG=abc123")
+    assert good.returncode == 0, good.stderr
+    assert make("-n", "kind-down", "KFP_PORT=08080").returncode == 0
+
+
+def test_kind_test_prints_the_submit_command():
+    result = make("-n", "kind-test", "KFP_PORT=18080", "IMAGE_TAG=abc123def456")
+    assert result.returncode == 0, result.stderr
+    line = result.stdout.strip().splitlines()[-1]
+    assert "manifests/kind/run-test.sh -- " in line
+    assert ("cxr submit --config pipelines/configs/kind.yaml --host http://127.0.0.1:18080 "
+            "--set images.registry=localhost/cxr-kfp --set images.tag=abc123def456 "
+            "--set images.train_name=cxr-kfp-train-cpu --set study.source=demo:240 "
+            "--set study.weights=demo --set placement.caching=false") in line
+    assert line.endswith(" --wait")
+    assert "KIND_CLUSTER_NAME='cxr-kfp'" in line and "KFP_PORT='18080'" in line
+
+
+def test_gpu_placement_submits_the_cluster_placement_and_checks_it():
+    result = make("-n", "kind-test-gpu-placement", "IMAGE_TAG=abc123")
+    assert result.returncode == 0, result.stderr
+    out = " ".join(result.stdout.replace("\\\n", " ").split())
+    for part in ("--gpu-node-label 'cxr-kfp/pool=gpu' --gpu-count 2 --",
+                 "--set images.train_name=cxr-kfp-train-cpu", "--set placement.accelerator_count=2",
+                 "--set placement.node_selector_key=cloud.google.com/gke-accelerator",
+                 "--set placement.node_selector_value=nvidia-tesla-t4",
+                 "--set placement.toleration_key=nvidia.com/gpu"):
+        assert part in out
+
+
+def test_deploy_and_fake_gpu_use_the_pinned_versions():
+    version = (ROOT / "manifests" / "kfp-version.env").read_text().split("KFP_BACKEND_VERSION=")[1].split()[0]
+    out = make("-n", "kind-deploy-kfp", "kind-fake-gpu").stdout
+    assert f"KFP_BACKEND_VERSION='{version}'" in out
+    assert "FAKE_GPU_OPERATOR_VERSION='0.2.0'" in out and "KIND_GPU_COUNT='2'" in out
+
+
+def test_kind_up_loads_the_cpu_images():
+    out = make("-n", "kind-up", "IMAGE_TAG=abc123", "IMAGE_REGISTRY=registry.example/team").stdout
+    images = "'registry.example/team/cxr-kfp-cpu:abc123' 'registry.example/team/cxr-kfp-train-cpu:abc123'"
+    assert f"up.sh {images}" in out
+
+
+def test_help_lists_the_kind_targets():
+    goal = "help" if len(make_command()) == 2 else "kind-help"
+    out = make(goal).stdout
+    for target in ("kind-up", "kind-deploy-kfp", "kind-test", "kind-down", "kind-fake-gpu",
+                   "kind-test-gpu-placement"):
+        assert target in out
+
+
+# --- check_run.py against a fake KFP (REST API + ML Metadata over grpc-web)
+
+
+def load_check_run():
+    spec = importlib.util.spec_from_file_location("check_run", KIND_DIR / "check_run.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+check_run = load_check_run()
+
+
+def default_scenario() -> dict:
+    return {"run_id": "run-1", "state": "SUCCEEDED", "accuracy": {v: 0.8 for v in VARIANTS},
+            "report_state": 3, "evaluate_states": [3, 3, 3], "node_gpus": "2", "pods": None}
+
+
+class FakeKfp(BaseHTTPRequestHandler):
+    """KFP's UI port: /apis/v2beta1 (healthz, runs) and /ml_metadata.MetadataStoreService/* (grpc-web)."""
+
+    scenario: dict = {}
+
+    def _send(self, status: int, body: bytes, content_type: str):
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self):  # noqa: N802 (http.server's naming)
+        s = self.scenario
+        if self.path.startswith("/apis/v2beta1/healthz"):
+            return self._send(200, b'{"multi_user": false}', "application/json")
+        if self.path.startswith(f"/apis/v2beta1/runs/{s['run_id']}"):
+            tasks = [{"display_name": "report", "state": "SUCCEEDED" if s["report_state"] == 3 else "FAILED"},
+                     {"display_name": "evaluate", "state": "SUCCEEDED"}]
+            body = {"run_id": s["run_id"], "display_name": "r", "state": s["state"],
+                    "run_details": {"task_details": tasks}}
+            return self._send(200, json.dumps(body).encode(), "application/json")
+        return self._send(404, b'{"error": "not found"}', "application/json")
+
+    def do_POST(self):  # noqa: N802
+        s, m = self.scenario, check_run.mlmd_messages()
+        method = self.path.rsplit("/", 1)[-1]
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        assert self.headers["Content-Type"] == "application/grpc-web+proto" and body[0] == 0
+        request = m[f"{method}Request"].FromString(body[5:])
+        response = m[f"{method}Response"]()
+        if method == "GetContextByTypeAndName":
+            if request.type_name == "system.PipelineRun" and request.context_name == s["run_id"]:
+                response.context.id, response.context.name = 7, s["run_id"]
+        elif method == "GetExecutionsByContext":
+            assert request.context_id == 7
+            for i, (name, state) in enumerate([("report", s["report_state"])] +
+                                              [("evaluate", st) for st in s["evaluate_states"]]):
+                execution = response.executions.add(id=i + 1, last_known_state=state)
+                execution.custom_properties["display_name"].string_value = name
+        elif method == "GetArtifactsByContext":
+            for i, (variant, accuracy) in enumerate(s["accuracy"].items()):
+                artifact = response.artifacts.add(id=10 + i, uri=f"minio://mlpipeline/{variant}/metrics")
+                artifact.custom_properties["display_name"].string_value = "metrics"
+                artifact.custom_properties["variant"].string_value = variant
+                artifact.custom_properties["accuracy"].double_value = accuracy
+            report = response.artifacts.add(id=99)
+            report.custom_properties["best_variant"].string_value = "model2"
+        trailer = b"grpc-status:0\r\ngrpc-message:\r\n"
+        frames = (check_run.grpc_web_frame(response.SerializeToString())
+                  + check_run.grpc_web_frame(trailer, trailer=True))
+        return self._send(200, frames, "application/grpc-web+proto")
+
+    def log_message(self, *args):
+        pass
+
+
+def serve(port: int, scenario: dict) -> ThreadingHTTPServer:
+    FakeKfp.scenario = scenario
+    return ThreadingHTTPServer(("127.0.0.1", port), FakeKfp)
+
+
+@pytest.fixture
+def fake_kfp():
+    scenario = default_scenario()
+    server = serve(0, scenario)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", scenario
+    server.shutdown()
+
+
+def test_check_run_reads_accuracy_per_variant(fake_kfp, capsys):
+    host, _ = fake_kfp
+    assert check_run.main(["--host", host, "--run-id", "run-1"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["state"] == "SUCCEEDED" and summary["best_variant"] == "model2"
+    assert summary["accuracy"] == {v: 0.8 for v in VARIANTS}
+
+
+@pytest.mark.parametrize("change,reason", [
+    ({"state": "FAILED"}, "run run-1 is FAILED, not SUCCEEDED"),
+    ({"report_state": 4}, "the report task did not succeed"),
+    ({"accuracy": {"model1": 0.8, "model2": 0.7}}, "no logged accuracy for model3"),
+    ({"accuracy": {v: 1.5 for v in VARIANTS}}, "accuracy outside [0, 1]"),
+    ({"evaluate_states": [3, 4, 3]}, "2 completed evaluate executions, expected 3"),
+    ({"run_id": "other"}, "could not return run run-1"),
+])
+def test_check_run_fails_with_a_reason(fake_kfp, capsys, change, reason):
+    _, scenario = fake_kfp
+    scenario.update(change)
+    assert check_run.main(["--host", fake_kfp[0], "--run-id", "run-1"]) == 1
+    assert reason in capsys.readouterr().err
+
+
+def test_check_run_unreachable_metadata_is_explained(capsys):
+    assert check_run.main(["--host", "http://127.0.0.1:9", "--run-id", "run-1"]) == 1
+    assert "check-run:" in capsys.readouterr().err
+
+
+def gpu_pod(name: str, node: str = "cxr-kfp-worker2", gpus: str = "2", phase: str = "Succeeded") -> dict:
+    """A train pod as kubectl shows it: GPUs requested, T4 node selector, GPU toleration."""
+    resources = {"requests": {"nvidia.com/gpu": gpus}, "limits": {"nvidia.com/gpu": gpus}}
+    return {"metadata": {"name": name},
+            "spec": {"nodeName": node,
+                     "nodeSelector": {"cloud.google.com/gke-accelerator": "nvidia-tesla-t4"},
+                     "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+                     "containers": [{"name": "main", "resources": resources}]},
+            "status": {"phase": phase}}
+
+
+def cpu_pod(name: str) -> dict:
+    return {"metadata": {"name": name}, "status": {"phase": "Succeeded"},
+            "spec": {"nodeName": "cxr-kfp-worker", "containers": [{"name": "main"}]}}
+
+
+FAKE_KUBECTL = """#!{python}
+# kubectl stand-in: answers what the kind scripts ask from FAKE_SCENARIO (JSON) and serves the fake KFP
+# for port-forward, writing its pid to FAKE_PF_PID.
+import json, os, sys
+sys.path.insert(0, {root!r})
+args = sys.argv[1:]
+while args and args[0] in ("--context", "-n"):
+    args = args[2:]
+scenario = json.load(open(os.environ["FAKE_SCENARIO"]))
+if args[:2] == ["get", "--raw"] or args[:2] == ["get", "service"]:
+    sys.exit(0)
+if args[0] == "port-forward":
+    port = int(args[-1].split(":")[0])
+    from tests.test_kind_make import serve
+    open(os.environ["FAKE_PF_PID"], "w").write(str(os.getpid()))
+    serve(port, scenario).serve_forever()
+if args[:2] == ["get", "nodes"]:
+    node = {{"metadata": {{"name": "cxr-kfp-worker2"}},
+             "status": {{"allocatable": {{"nvidia.com/gpu": scenario["node_gpus"]}}}}}}
+    print(json.dumps({{"items": [node]}}))
+    sys.exit(0)
+if args[:2] == ["get", "pods"]:
+    assert args[3] == "pipeline/runid=" + scenario["run_id"], args
+    print(json.dumps({{"items": scenario["pods"]}}))
+    sys.exit(0)
+sys.exit("fake kubectl: unexpected " + " ".join(args))
+"""
+
+FAKE_SUBMIT = """#!{python}
+# cxr submit stand-in: the port-forward must be up; prints the run as cxr submit does.
+import json, sys, urllib.request
+urllib.request.urlopen(sys.argv[1] + "/apis/v2beta1/healthz", timeout=5).read()
+print(json.dumps({{"run_id": "run-1", "run_name": "r", "url": sys.argv[1], "state": "SUCCEEDED"}}, indent=2))
+"""
+
+
+def free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def write_fakes(tmp_path: Path, scenario: dict) -> Path:
+    """Writes the fake kubectl and submit commands and the scenario they read; returns the fake kubectl."""
+    for name, source in (("kubectl", FAKE_KUBECTL), ("submit", FAKE_SUBMIT)):
+        path = tmp_path / name
+        path.write_text(source.format(python=sys.executable, root=str(ROOT)))
+        path.chmod(0o755)
+    (tmp_path / "scenario.json").write_text(json.dumps(scenario))
+    return tmp_path / "kubectl"
+
+
+def run_test_script(tmp_path: Path, scenario: dict, *check_args: str):
+    """Runs run-test.sh against the fakes; returns its result and the port-forward's pid."""
+    kubectl, port = write_fakes(tmp_path, scenario), free_port()
+    env = {**os.environ, "KUBECTL": str(kubectl), "PYTHON": sys.executable, "KFP_PORT": str(port),
+           "KIND_OUT": str(tmp_path / "out"), "FAKE_SCENARIO": str(tmp_path / "scenario.json"),
+           "FAKE_PF_PID": str(tmp_path / "pf.pid"), "PYTHONPATH": str(ROOT)}
+    result = subprocess.run([str(KIND_DIR / "run-test.sh"), *check_args, "--", str(tmp_path / "submit"),
+                             f"http://127.0.0.1:{port}"], env=env, capture_output=True, text=True, timeout=60)
+    pid = int((tmp_path / "pf.pid").read_text())
+    return result, pid
+
+
+def assert_stopped(pid: int):
+    import time
+    for _ in range(50):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    pytest.fail(f"the port-forward (pid {pid}) is still running")
+
+
+def test_run_test_script_forwards_submits_checks_and_stops(tmp_path):
+    scenario = {**default_scenario(),
+                "pods": [gpu_pod(f"train-{v}") for v in VARIANTS] + [cpu_pod("ingest"), cpu_pod("report")]}
+    gpu_check = ("--gpu-node-label", "cxr-kfp/pool=gpu", "--gpu-count", "2")
+    result, pid = run_test_script(tmp_path, scenario, *gpu_check)
+    assert result.returncode == 0, result.stderr
+    assert json.loads((tmp_path / "out" / "submit.json").read_text())["run_id"] == "run-1"
+    check = json.loads((tmp_path / "out" / "check.json").read_text())
+    assert check["accuracy"]["model3"] == 0.8
+    assert check["gpu_placement"] == {"gpu_node": "cxr-kfp-worker2", "gpus_per_pod": 2,
+                                      "train_pods": [f"train-{v}" for v in VARIANTS]}
+    assert "passed the checks" in result.stderr
+    assert_stopped(pid)
+
+
+@pytest.mark.parametrize("pods,node_gpus,reason", [
+    ([gpu_pod(f"t-{v}") for v in VARIANTS[:2]], "2", "2 pods of run run-1 request nvidia.com/gpu"),
+    ([gpu_pod("a"), gpu_pod("b"), gpu_pod("c", node="cxr-kfp-worker")], "2", "pod c ran on cxr-kfp-worker"),
+    ([gpu_pod("a"), gpu_pod("b"), gpu_pod("c", gpus="1")], "2", "pod c asks for nvidia.com/gpu"),
+    ([gpu_pod("a"), gpu_pod("b"), gpu_pod("c", phase="Pending")], "2", "pod c is Pending"),
+    ([gpu_pod(f"t-{v}") for v in VARIANTS], "", "advertises nvidia.com/gpu="),
+])
+def test_gpu_placement_failures(tmp_path, monkeypatch, pods, node_gpus, reason):
+    kubectl = write_fakes(tmp_path, {**default_scenario(), "pods": pods, "node_gpus": node_gpus})
+    monkeypatch.setenv("FAKE_SCENARIO", str(tmp_path / "scenario.json"))
+    with pytest.raises(check_run.CheckError, match=re.escape(reason)):
+        check_run.check_gpu_placement(str(kubectl), "kind-cxr-kfp", "run-1", "cxr-kfp/pool=gpu", 2, 3)
+
+
+def test_run_test_script_fails_and_still_stops_the_port_forward(tmp_path):
+    scenario = {**default_scenario(), "pods": [gpu_pod("a")]}
+    result, pid = run_test_script(tmp_path, scenario, "--gpu-node-label", "cxr-kfp/pool=gpu")
+    assert result.returncode != 0
+    assert "1 pods of run run-1 request nvidia.com/gpu, expected 3" in result.stderr
+    assert_stopped(pid)
+
+
+# --- up.sh, deploy-kfp.sh and fake-gpu.sh against stub tools that log their arguments
+
+STUB = """#!/usr/bin/env bash
+# Stand-in for docker, kind, kubectl and helm: logs each call, answers the few queries the scripts make.
+name="$(basename "$0")"
+echo "$name $*" >>"$STUB_LOG"
+case "$name $*" in
+    "docker image inspect "*) [[ -z "${STUB_NO_IMAGES:-}" ]] ;;
+    "kind get clusters") echo "${STUB_CLUSTERS:-}" ;;
+    *" get nodes -l "*" -o name") echo node/cxr-kfp-worker2 ;;
+    *"jsonpath={.status.allocatable"*) printf 2 ;;
+    *"jsonpath={.spec.template"*) printf '' ;;
+    *) exit 0 ;;
+esac
+"""
+
+
+def run_with_stubs(tmp_path: Path, script: str, *args: str, **env_extra: str):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(parents=True)
+    for tool in ("docker", "kind", "kubectl", "helm"):
+        (bin_dir / tool).write_text(STUB)
+        (bin_dir / tool).chmod(0o755)
+    log = tmp_path / "calls.log"
+    log.touch()
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "STUB_LOG": str(log), "DOCKER": "docker",
+           "KIND_CLUSTER_NAME": "cxr-kfp", **env_extra}
+    result = subprocess.run([str(KIND_DIR / script), *args], env=env, capture_output=True, text=True,
+                            timeout=60)
+    return result, log.read_text().splitlines()
+
+
+def test_up_refuses_unbuilt_images(tmp_path):
+    image = "localhost/cxr-kfp/cxr-kfp-cpu:abc"
+    result, calls = run_with_stubs(tmp_path, "up.sh", image, STUB_NO_IMAGES="1")
+    assert result.returncode != 0
+    assert f"image {image} is not built: run 'make build-images-local'" in result.stderr
+    assert not [c for c in calls if c.startswith("kind create")]
+
+
+def test_up_creates_the_cluster_and_loads_the_images(tmp_path):
+    images = ("localhost/cxr-kfp/cxr-kfp-cpu:abc", "localhost/cxr-kfp/cxr-kfp-train-cpu:abc")
+    result, calls = run_with_stubs(tmp_path, "up.sh", *images)
+    assert result.returncode == 0, result.stderr
+    assert f"kind create cluster --name cxr-kfp --config {KIND_DIR}/cluster.yaml --wait 300s" in calls
+    assert f"kind load docker-image --name cxr-kfp {' '.join(images)}" in calls
+    result, calls = run_with_stubs(tmp_path / "existing", "up.sh", *images, STUB_CLUSTERS="cxr-kfp")
+    assert result.returncode == 0, result.stderr
+    assert not [c for c in calls if c.startswith("kind create")]
+    assert f"kind load docker-image --name cxr-kfp {' '.join(images)}" in calls
+
+
+def test_deploy_installs_kfp_in_order_on_the_kind_context(tmp_path):
+    result, calls = run_with_stubs(tmp_path, "deploy-kfp.sh")
+    assert result.returncode == 0, result.stderr
+    kubectl = [c for c in calls if c.startswith("kubectl ")]
+    assert all(c.startswith("kubectl --context kind-cxr-kfp ") for c in kubectl), kubectl
+    version = (ROOT / "manifests" / "kfp-version.env").read_text().split("KFP_BACKEND_VERSION=")[1].split()[0]
+    base = "github.com/kubeflow/pipelines/manifests/kustomize"
+    expected = [f"apply -k {base}/cluster-scoped-resources?ref={version}",
+                "wait --for condition=established --timeout=60s crd/applications.app.k8s.io",
+                f"apply -k {base}/env/platform-agnostic?ref={version}",
+                f"apply -k {ROOT}/manifests/cluster",
+                "set env deployment/ml-pipeline DEFAULTPIPELINERUNNERSERVICEACCOUNT=cxr-pipeline-runner",
+                "wait --for=condition=Available --timeout=900s deployment/mysql",
+                "wait --for=condition=Available --timeout=900s deployment/ml-pipeline",
+                "wait --for=condition=Available --timeout=900s deployment --all"]
+    positions = [next(i for i, c in enumerate(kubectl) if c.endswith(e)) for e in expected]
+    assert positions == sorted(positions)
+
+
+def test_fake_gpu_labels_taints_and_installs_the_pinned_chart(tmp_path):
+    result, calls = run_with_stubs(tmp_path, "fake-gpu.sh", FAKE_GPU_OPERATOR_VERSION="0.2.0",
+                                   FAKE_GPU_OPERATOR_CHART="oci://charts.example/fake-gpu-operator")
+    assert result.returncode == 0, result.stderr
+    assert ("kubectl --context kind-cxr-kfp label node cxr-kfp-worker2 --overwrite "
+            "cloud.google.com/gke-accelerator=nvidia-tesla-t4 run.ai/simulated-gpu-node-pool=t4") in calls
+    assert "kubectl --context kind-cxr-kfp taint node cxr-kfp-worker2 --overwrite " \
+           "nvidia.com/gpu=present:NoSchedule" in calls
+    (helm,) = [c for c in calls if c.startswith("helm ")]
+    assert "upgrade --install fake-gpu-operator oci://charts.example/fake-gpu-operator --version 0.2.0 " \
+           "--kube-context kind-cxr-kfp" in helm
+    assert "topology.nodePools.t4.gpuCount=2" in helm
