@@ -1,6 +1,7 @@
 # cxr-kfp — `make help` lists the targets. Settings come from the environment or a .env file.
 -include .env
 include containers/containers.mk
+include manifests/kind.mk
 
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
@@ -11,11 +12,11 @@ STAMP := $(VENV)/.installed-stamp
 OUT ?= runs/local
 PYTEST_ARGS ?=
 
-.PHONY: help install browser lint test test-fast
+.PHONY: help install test-tools lint test test-fast
 
 help: ## Show this help
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | sort -u | \
-	  awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-22s\033[0m %s\n", $$1, $$2}'
+	  awk 'BEGIN {FS = ":.*## "}; {printf "  %-26s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,13 +26,14 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## Create .venv with the project, TensorFlow (CPU) and the test tools
 
-browser: ## Install headless Chromium (Debian package; report.html is checked in a real browser)
-	@command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }
+test-tools: ## Install the Debian tools the tests use: Chromium (report.html in a real browser), shellcheck
+	@command -v chromium >/dev/null && command -v shellcheck >/dev/null || \
+	  { apt-get update -qq && apt-get install -y -qq chromium shellcheck >/dev/null; }
 
 lint: $(STAMP) ## Ruff over the code and tests
-	$(BIN)/ruff check components pipelines tests
+	$(BIN)/ruff check components pipelines tests manifests
 
-test: $(STAMP) browser ## Run the test suite (unit, pipeline spec, local end-to-end)
+test: $(STAMP) test-tools ## Run the test suite (unit, pipeline spec, local end-to-end)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 test-fast: $(STAMP) ## The tests not marked slow

@@ -18,7 +18,7 @@ from kfp.dsl import Artifact, ClassificationMetrics, Dataset, Input, Metrics, Mo
 
 from components.core.artifacts import component
 from components.core.classes import CLASS_NAMES
-from components.core.dataset import contract_summary, open_dataset, write_json
+from components.core.dataset import contract_summary, open_dataset, read_json, write_json
 from components.core.errors import CxrError
 from components.core.metrics import (
     DATASET_FILE,
@@ -90,26 +90,16 @@ def evaluate(dataset_dir: Path, split_dir: Path, model_dir: Path, out_dir: Path,
     return entry
 
 
-def _read_json(path: Path, what: str) -> object:
-    if not path.is_file():
-        raise CxrError(f"{path} not found: {path.parent} is not a train output folder ({what}); "
-                       f"run `cxr train --out {path.parent}` first")
-    try:
-        return json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CxrError(f"{path} is not valid JSON ({exc}); run `cxr train` again") from exc
-
-
 def _read_model_dir(model_dir: Path) -> tuple[dict, dict]:
     if not model_dir.is_dir():
         raise CxrError(f"model folder {model_dir} not found; run `cxr train --out {model_dir}` first")
     if not (model_dir / MODEL_FILE).is_file():
         raise CxrError(f"{model_dir / MODEL_FILE} not found; run `cxr train --out {model_dir}` first")
-    train_info = _read_json(model_dir / TRAIN_FILE, "training summary")
+    train_info = read_json(model_dir / TRAIN_FILE, "train")
     missing = [key for key in TRAIN_KEYS if not isinstance(train_info, dict) or key not in train_info]
     if missing:
         raise CxrError(f"{model_dir / TRAIN_FILE} lacks {missing}; run `cxr train` again")
-    history = _read_json(model_dir / HISTORY_FILE, "training history")
+    history = read_json(model_dir / HISTORY_FILE, "train")
     if not isinstance(history, dict) or not all(isinstance(v, list) for v in history.values()):
         raise CxrError(f"{model_dir / HISTORY_FILE} must map metric names to per-epoch lists; "
                        "run `cxr train` again")

@@ -14,7 +14,6 @@ folders must describe the same dataset. Produces, in the output folder:
 """
 
 import html
-import json
 import math
 import re
 from pathlib import Path
@@ -24,7 +23,7 @@ from kfp.dsl import HTML, Artifact, Input, Markdown, Metrics, Output
 
 from components.core.artifacts import component
 from components.core.classes import CLASS_NAMES
-from components.core.dataset import write_json
+from components.core.dataset import read_json, write_json
 from components.core.errors import CxrError
 from components.core.metrics import (
     DATASET_FILE,
@@ -150,8 +149,8 @@ def _load_evaluations(evaluation_dirs: list[Path]) -> tuple[list[dict], dict]:
     for folder in evaluation_dirs:
         if not folder.is_dir():
             raise CxrError(f"evaluation folder {folder} not found; run `cxr evaluate --out {folder}` first")
-        entry = _read_json(folder / METRICS_FILE)
-        this_dataset = _read_json(folder / DATASET_FILE)
+        entry = read_json(folder / METRICS_FILE, "evaluate")
+        this_dataset = read_json(folder / DATASET_FILE, "evaluate")
         _check_entry(entry, folder)
         if entry["variant"] in folder_of:
             raise CxrError(f"variant {entry['variant']!r} appears twice: in {folder_of[entry['variant']]} "
@@ -164,16 +163,6 @@ def _load_evaluations(evaluation_dirs: list[Path]) -> tuple[list[dict], dict]:
         folder_of[entry["variant"]] = folder
         entries.append(entry)
     return entries, dataset
-
-
-def _read_json(path: Path):
-    if not path.is_file():
-        raise CxrError(f"{path} not found: {path.parent} is not an evaluation folder; "
-                       f"run `cxr evaluate --out {path.parent}` first")
-    try:
-        return json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CxrError(f"{path} is not valid JSON ({exc}); run `cxr evaluate` again") from exc
 
 
 def _check_entry(entry, folder: Path) -> None:

@@ -86,6 +86,7 @@ class KfpConfig:
     host: str = ""                   # KFP API endpoint; KFP_HOST overrides
     experiment: str = "cxr-kfp"
     namespace: str = ""              # multi-user Kubeflow profile namespace
+    service_account: str = ""        # run the pipeline's pods as this Kubernetes service account
     pipeline_name: str = "cxr-transfer-learning"
 
 
@@ -123,6 +124,7 @@ ENV_OVERRIDES = {
     "KFP_HOST": "kfp.host",
     "KFP_EXPERIMENT": "kfp.experiment",
     "KFP_NAMESPACE": "kfp.namespace",
+    "KFP_SERVICE_ACCOUNT": "kfp.service_account",
     "IMAGE_REGISTRY": "images.registry",
     "IMAGE_TAG": "images.tag",
 }

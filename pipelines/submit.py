@@ -47,7 +47,8 @@ def submit(config: Config, *, wait: bool = False, timeout_s: float = 24 * 3600, 
                 result = client.create_run_from_pipeline_package(
                     str(package), arguments=pipeline_arguments(config), run_name=run_name,
                     experiment_name=config.kfp.experiment, namespace=config.kfp.namespace or None,
-                    enable_caching=config.placement.caching)
+                    enable_caching=config.placement.caching,
+                    service_account=config.kfp.service_account or None)
         except Exception as exc:  # urllib3, ApiException and friends: all mean "the host said no"
             raise CxrError(f"KFP endpoint {host} {_reason(exc)}; check KFP_HOST, the port-forward "
                            "and KFP_TOKEN / KFP_COOKIE") from exc

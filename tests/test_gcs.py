@@ -46,8 +46,7 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def emulator():
     """A gcp-storage-emulator on 127.0.0.1 with STORAGE_EMULATOR_HOST pointing at it."""
-    if not EMULATOR.exists():
-        pytest.skip("gcp-storage-emulator is not installed (pip install -e .[dev])")
+    assert EMULATOR.exists(), "gcp-storage-emulator is missing: `make install` (the dev extra) installs it"
     port = _free_port()
     host = f"http://127.0.0.1:{port}"
     proc = subprocess.Popen([str(EMULATOR), "start", "--host", "127.0.0.1", "--port", str(port),

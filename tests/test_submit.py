@@ -91,6 +91,7 @@ def test_submit_sends_spec_parameters_and_experiment(kfp_server, monkeypatch, ca
     assert experiment["body"]["display_name"] == "nightly"
     run = run_request()["body"]
     assert run["experiment_id"] == "exp-1"
+    assert run["service_account"] == "cxr-pipeline-runner"
     assert "abc123" in run["display_name"]
     params = run["runtime_config"]["parameters"]
     assert params["epochs"] == 7 and params["source"] == "gs://bucket/cxr"

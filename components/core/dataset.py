@@ -86,6 +86,21 @@ def open_dataset(path: Path) -> Dataset:
     return Dataset(path=path, summary=summary, index=index, pixels=pixels)
 
 
+def read_json(path: Path, made_by: str):
+    """Reads a JSON file another step wrote; a missing or broken file names the step to (re)run.
+
+    `made_by` is the cxr command that writes the file's folder, e.g. "train" or "evaluate".
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CxrError(f"{path} not found: {path.parent} is not a `cxr {made_by}` output folder; "
+                       f"run `cxr {made_by} --out {path.parent}` first")
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CxrError(f"{path} is not valid JSON ({exc}); run `cxr {made_by}` again") from exc
+
+
 def write_json(path: Path, obj) -> None:
     """Writes JSON atomically (a rerun never leaves half a file behind)."""
     path = Path(path)
