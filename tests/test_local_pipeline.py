@@ -35,7 +35,7 @@ def test_report_html_and_markdown_agree_with_the_json(run):
     html = (run / "report" / "report.html").read_text()
     markdown = (run / "report" / "report.md").read_text()
     for v in comparison["variants"]:
-        assert f"{v['macro_f1']:.3f}" in markdown and f"{v['macro_f1']:.3f}" in html
+        assert f"{v['macro_f1']:.4f}" in markdown and f"{v['macro_f1']:.4f}" in html
     assert html.count("<svg") >= 6
 
 
