@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed-stamp
 OUT ?= runs/local
 PYTEST_ARGS ?=
 
-.PHONY: help install test-tools lint test test-fast
+.PHONY: help install test-tools lint test test-fast bench
 
 help: ## Show this help
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | sort -u | \
@@ -31,13 +31,16 @@ test-tools: ## Install the Debian tools the tests use: Chromium (report.html in 
 	  { apt-get update -qq && apt-get install -y -qq chromium shellcheck >/dev/null; }
 
 lint: $(STAMP) ## Ruff over the code and tests
-	$(BIN)/ruff check components pipelines tests manifests
+	$(BIN)/ruff check components pipelines tests manifests bench
 
 test: $(STAMP) test-tools ## Run the test suite (unit, pipeline spec, local end-to-end)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 test-fast: $(STAMP) ## The tests not marked slow
-	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/pytest -m "not slow and not containers" $(PYTEST_ARGS)
+
+bench: $(STAMP) ## Step throughput on demo data (ingest, training per variant) -> bench/results.json
+	$(BIN)/python bench/bench.py
 
 # --- The pipeline -------------------------------------------------------------------------------
 CONFIG ?= pipelines/configs/cluster.yaml

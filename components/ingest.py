@@ -25,6 +25,7 @@ anything that contains it. Produces out_dir/summary.json, index.csv and pixels.n
   never leaves a folder that `open_dataset` accepts with mixed contents.
 """
 
+import abc
 import contextlib
 import hashlib
 import os
@@ -131,28 +132,30 @@ def _check_parameters(stored_size, max_pixels, workers, max_file_bytes) -> None:
 # Sources: a folder, a zip archive, a gs:// prefix
 # ---------------------------------------------------------------------------------------------
 
-class _Source:
+class _Source(abc.ABC):
     """Files addressed by their path relative to the source root ("a/b/c.png")."""
 
+    @abc.abstractmethod
     def entries(self) -> list[tuple[str, int]]:
         """(relative path, size in bytes) of every file, sorted."""
-        raise NotImplementedError
 
-    def prepare(self, rels: list[str], workers: int) -> None:
+    def prepare(self, rels: list[str], workers: int) -> None:  # noqa: B027 (optional hook)
         """Makes the given files readable (gs:// downloads them); a no-op for local sources."""
 
+    @abc.abstractmethod
     def read(self, rel: str) -> bytes:
-        raise NotImplementedError
+        """The file's bytes."""
 
+    @abc.abstractmethod
     def open(self, rel: str) -> contextlib.AbstractContextManager[BinaryIO]:
-        raise NotImplementedError
+        """The file opened for binary reading."""
 
+    @abc.abstractmethod
     def location(self, rel: str) -> str:
         """Where the file was read, for index.csv's source_path."""
-        raise NotImplementedError
 
-    def close(self) -> None:
-        pass
+    def close(self) -> None:  # noqa: B027 (optional hook)
+        """Releases what the source holds open (a zip archive); a no-op for folders."""
 
 
 class _DirSource(_Source):
