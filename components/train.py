@@ -79,11 +79,12 @@ def train(dataset_dir: Path, split_dir: Path, out_dir: Path, *, variant: str, ep
                                           batch_size=batch_size, epochs=epochs, seed=seed)
     val_batches = data.eval_batches(dataset, val_rows, image_size=image_size, batch_size=batch_size,
                                     labels=val_labels)
+    epoch_log = EpochLog(variant, epochs)
     started = time.perf_counter()
     fit = model.fit(train_batches, epochs=epochs,
                     steps_per_epoch=data.steps_per_epoch(len(train_rows), batch_size),
                     validation_data=val_batches, shuffle=False, verbose=0,
-                    callbacks=[EpochLog(variant, epochs)])
+                    callbacks=[epoch_log])
     train_seconds = time.perf_counter() - started
 
     out_dir = Path(out_dir)
@@ -99,6 +100,7 @@ def train(dataset_dir: Path, split_dir: Path, out_dir: Path, *, variant: str, ep
         "total_params": count_params(model.weights),
         "epochs": epochs,
         "train_seconds": round(train_seconds, 3),
+        "epoch_seconds": [round(t, 3) for t in epoch_log.seconds],
         "weights": weights,
         "image_size": image_size,
         "batch_size": batch_size,
@@ -122,6 +124,7 @@ class EpochLog(keras.callbacks.Callback):
     def __init__(self, variant: str, epochs: int):
         super().__init__()
         self.variant, self.epochs = variant, epochs
+        self.seconds: list[float] = []
         self._started = 0.0
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -129,9 +132,9 @@ class EpochLog(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
+        self.seconds.append(time.perf_counter() - self._started)
         values = " ".join(f"{k}={logs[k]:.4f}" for k in HISTORY_KEYS if k in logs)
-        log(f"train {self.variant}: epoch {epoch + 1}/{self.epochs} {values} "
-            f"({time.perf_counter() - self._started:.1f} s)")
+        log(f"train {self.variant}: epoch {epoch + 1}/{self.epochs} {values} ({self.seconds[-1]:.1f} s)")
 
 
 def _strategy(devices: list[str] | None) -> tf.distribute.Strategy:

@@ -42,6 +42,7 @@ def test_train_writes_model_history_and_record(prepared, capfd):
     assert record["trainable_params"] < record["total_params"]
     assert record["n_train"] + record["n_val"] == sum(COUNTS.values())
     assert record["epochs"] == 2 and record["weights"] == "none" and record["train_seconds"] > 0
+    assert len(record["epoch_seconds"]) == 2 and sum(record["epoch_seconds"]) <= record["train_seconds"]
     assert load_model(out / "model.keras").input_shape == (None, 32, 32, 1)
     err = capfd.readouterr().err
     assert "train model2: epoch 1/2" in err and "epoch 2/2" in err
