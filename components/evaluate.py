@@ -11,7 +11,6 @@ split has no test side. Produces, in the output folder:
   dataset.json     the `dataset` object of comparison.json, so `report` needs nothing else
 """
 
-import json
 from pathlib import Path
 
 from kfp.dsl import Artifact, ClassificationMetrics, Dataset, Input, Metrics, Model, Output
@@ -28,7 +27,7 @@ from components.core.metrics import (
     write_predictions,
 )
 from components.core.progress import log
-from components.split import load_split
+from components.split import load_split, split_summary
 
 __all__ = ["evaluate", "metrics_from_predictions", "METRICS_FILE", "DATASET_FILE", "PREDICTIONS_FILE"]
 
@@ -61,7 +60,8 @@ def evaluate(dataset_dir: Path, split_dir: Path, model_dir: Path, out_dir: Path,
     train_info, history = _read_model_dir(model_dir)
     dataset = open_dataset(dataset_dir)
     sides = load_split(split_dir)
-    _check_fingerprints(dataset.summary.get("fingerprint"), split_dir, train_info, model_dir)
+    split = split_summary(split_dir)
+    _check_fingerprints(dataset.summary.get("fingerprint"), split, split_dir, train_info, model_dir)
     eval_side = "test" if sides.get("test") else "val"
     ids = list(sides.get(eval_side) or [])
     if not ids:
@@ -82,6 +82,7 @@ def evaluate(dataset_dir: Path, split_dir: Path, model_dir: Path, out_dir: Path,
     entry |= metrics
     entry["history"] = history
     entry["eval_side"] = eval_side
+    entry["split_fingerprint"] = split.get("split_fingerprint")
     entry |= {key: value for key, value in train_info.items() if key not in entry}
     write_json(out_dir / METRICS_FILE, entry)
     write_json(out_dir / DATASET_FILE, contract_summary(dataset.summary))
@@ -106,17 +107,21 @@ def _read_model_dir(model_dir: Path) -> tuple[dict, dict]:
     return train_info, history
 
 
-def _check_fingerprints(fingerprint: str | None, split_dir: Path, train_info: dict, model_dir: Path) -> None:
-    try:
-        split_fingerprint = json.loads((split_dir / "summary.json").read_text()).get("dataset_fingerprint")
-    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as exc:
-        raise CxrError(f"{split_dir / 'summary.json'} is not a split summary; run `cxr split` again") from exc
-    if fingerprint and split_fingerprint and split_fingerprint != fingerprint:
+def _check_fingerprints(dataset_fingerprint: str | None, split: dict, split_dir: Path, train_info: dict,
+                       model_dir: Path) -> None:
+    """Refuses a split of another dataset, or a split other than the one the model was trained on."""
+    made_from = split.get("dataset_fingerprint")
+    if dataset_fingerprint and made_from and made_from != dataset_fingerprint:
         raise CxrError(f"split {split_dir} was made from another dataset (fingerprint "
-                       f"{split_fingerprint[:12]}…, this one {fingerprint[:12]}…); run `cxr split` on it")
+                       f"{made_from[:12]}…, this one {dataset_fingerprint[:12]}…); run `cxr split` on it")
     trained_on = train_info.get("dataset_fingerprint")
-    if fingerprint and trained_on and trained_on != fingerprint:
+    if dataset_fingerprint and trained_on and trained_on != dataset_fingerprint:
         log(f"evaluate: note: {model_dir} was trained on another dataset (fingerprint {trained_on[:12]}…)")
+        return
+    trained_split = train_info.get("split_fingerprint")
+    if trained_split and split.get("split_fingerprint") and trained_split != split["split_fingerprint"]:
+        raise CxrError(f"{model_dir} was trained on another split of this dataset than {split_dir}: its "
+                       "training images may be among the evaluated ones; pass the --split it was trained on")
 
 
 def _load_model(model_dir: Path):

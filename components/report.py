@@ -23,7 +23,7 @@ from kfp.dsl import HTML, Artifact, Input, Markdown, Metrics, Output
 
 from components.core.artifacts import component
 from components.core.classes import CLASS_NAMES
-from components.core.dataset import read_json, write_json
+from components.core.dataset import read_json, write_json, write_text
 from components.core.errors import CxrError
 from components.core.metrics import (
     DATASET_FILE,
@@ -85,10 +85,10 @@ def report(evaluation_dirs: list[Path], out_dir: Path) -> dict:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_json(out_dir / "comparison.json", comparison)
-    _write_text(out_dir / "comparison.csv", comparison_table(comparison).to_csv(index=False))
-    _write_text(out_dir / "report.md", render_markdown(comparison))
+    write_text(out_dir / "comparison.csv", comparison_table(comparison).to_csv(index=False))
+    write_text(out_dir / "report.md", render_markdown(comparison))
     log(f"report: drawing figures for {len(entries)} variants")
-    _write_text(out_dir / "report.html", render_html(comparison))
+    write_text(out_dir / "report.html", render_html(comparison))
     best = comparison["best_variant"]
     log(f"report: best variant {best} (macro-F1 {_entry(comparison, best)['macro_f1']:.4f}) of "
         f"{len(entries)} -> {out_dir}")
@@ -156,10 +156,15 @@ def _load_evaluations(evaluation_dirs: list[Path]) -> tuple[list[dict], dict]:
             raise CxrError(f"variant {entry['variant']!r} appears twice: in {folder_of[entry['variant']]} "
                            f"and {folder}; pass one evaluation folder per variant")
         if dataset is None:
-            dataset = this_dataset
+            dataset, first = this_dataset, (folder, entry)
         elif this_dataset != dataset:
             raise CxrError(f"{folder / DATASET_FILE} differs from {evaluation_dirs[0] / DATASET_FILE}: the "
                            "variants were evaluated on different datasets; evaluate them all on one dataset")
+        for key in ("split_fingerprint", "eval_side"):
+            if entry.get(key) != first[1].get(key):
+                raise CxrError(f"{folder / METRICS_FILE}: {key} {entry.get(key)!r} differs from "
+                               f"{first[0] / METRICS_FILE} ({first[1].get(key)!r}): compare variants on "
+                               "one split and one side; evaluate them all with the same --split")
         folder_of[entry["variant"]] = folder
         entries.append(entry)
     return entries, dataset
@@ -193,11 +198,12 @@ def _check_entry(entry, folder: Path) -> None:
     for k, name in enumerate(CLASS_NAMES):
         if per_class[name].get("support") != sum(matrix[k]):
             raise CxrError(f"{path}: support of {name} is not the row sum of the confusion matrix; {fix}")
-    if (folder / PREDICTIONS_FILE).is_file():
-        recomputed = metrics_from_predictions(folder / PREDICTIONS_FILE)
-        for key in METRIC_KEYS:
-            if not _same(entry[key], recomputed[key]):
-                raise CxrError(f"{path}: {key} disagrees with {folder / PREDICTIONS_FILE}; {fix}")
+    if not (folder / PREDICTIONS_FILE).is_file():
+        raise CxrError(f"{folder / PREDICTIONS_FILE} not found: every number comes from it; {fix}")
+    recomputed = metrics_from_predictions(folder / PREDICTIONS_FILE)
+    for key in METRIC_KEYS:
+        if not _same(entry[key], recomputed[key]):
+            raise CxrError(f"{path}: {key} disagrees with {folder / PREDICTIONS_FILE}; {fix}")
 
 
 def _same(a, b) -> bool:
@@ -216,12 +222,6 @@ def _natural_key(variant: str) -> list:
 
 def _entry(comparison: dict, variant: str) -> dict:
     return next(e for e in comparison["variants"] if e["variant"] == variant)
-
-
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -12,14 +12,16 @@ share by its size minus one).
 """
 
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
 from kfp.dsl import Artifact, Dataset, Input, Output
 
 from components.core.artifacts import component
+from components.core.checks import check_fractions
 from components.core.classes import CLASS_NAMES
-from components.core.dataset import open_dataset, write_json
+from components.core.dataset import open_dataset, read_json, write_json, write_text
 from components.core.errors import CxrError
 from components.core.progress import log
 
@@ -46,7 +48,7 @@ def split(dataset_dir: Path, out_dir: Path, *, val_fraction: float = 0.3, test_f
     Returns:
         The summary written to out_dir/summary.json.
     """
-    _check_fractions(val_fraction, test_fraction)
+    check_fractions(val_fraction, test_fraction)
     dataset = open_dataset(dataset_dir)
     index = dataset.index
     groups = _groups(index["duplicate_group"].to_numpy(), index["class_name"].to_numpy())
@@ -65,50 +67,56 @@ def split(dataset_dir: Path, out_dir: Path, *, val_fraction: float = 0.3, test_f
                 filled[side] += len(rows)
             side_of_row[rows] = side
 
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     ids = index["id"].to_numpy()
-    per_class = {}
-    for side in SIDES:
-        mask = side_of_row == side
-        (out_dir / f"{side}.txt").write_text("".join(f"{i}\n" for i in sorted(ids[mask])))
-        names = index["class_name"].to_numpy()[mask]
-        per_class[side] = {c: int((names == c).sum()) for c in CLASS_NAMES}
+    names = index["class_name"].to_numpy()
+    sides = {side: sorted(ids[side_of_row == side]) for side in SIDES}
+    per_class = {side: {c: int((names[side_of_row == side] == c).sum()) for c in CLASS_NAMES}
+                 for side in SIDES}
+    if not sides["train"] or not sides["val"]:
+        raise CxrError(f"{dataset_dir}: too few images ({len(index)}) for a train and a validation side; "
+                       "ingest more images or change --val-fraction")
     summary = {
         "val_fraction": val_fraction,
         "test_fraction": test_fraction,
         "seed": seed,
         "dataset_fingerprint": dataset.summary.get("fingerprint"),
-        "counts": {side: sum(per_class[side].values()) for side in SIDES},
+        "split_fingerprint": split_fingerprint(sides),
+        "counts": {side: len(sides[side]) for side in SIDES},
         "per_class": per_class,
         "duplicate_groups_kept_together": sum(1 for _, rows in groups if len(rows) > 1),
     }
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for side in SIDES:
+        write_text(out_dir / f"{side}.txt", "".join(f"{i}\n" for i in sides[side]))
     write_json(out_dir / "summary.json", summary)
     for side in SIDES:
         log(f"split: {side:5s} {summary['counts'][side]:6d}  " +
             "  ".join(f"{c}={n}" for c, n in per_class[side].items()))
-    if summary["counts"]["train"] == 0 or summary["counts"]["val"] == 0:
-        raise CxrError(f"{dataset_dir}: too few images ({len(index)}) for a train and a validation side; "
-                       "ingest more images or change --val-fraction")
     return summary
 
 
 def load_split(split_dir: Path) -> dict[str, list[str]]:
     """The id lists of a split folder: {"train": [...], "val": [...], "test": [...]}."""
     split_dir = Path(split_dir)
-    if not (split_dir / "summary.json").is_file():
-        raise CxrError(f"{split_dir} is not a split folder (no summary.json); run `cxr split` first")
+    read_json(split_dir / "summary.json", "split")
+    missing = [side for side in SIDES if not (split_dir / f"{side}.txt").is_file()]
+    if missing:
+        raise CxrError(f"{split_dir} has no {missing[0]}.txt; run `cxr split --out {split_dir}` again")
     return {side: (split_dir / f"{side}.txt").read_text().splitlines() for side in SIDES}
 
 
-def _check_fractions(val_fraction: float, test_fraction: float) -> None:
-    if not 0 < val_fraction < 1:
-        raise CxrError(f"--val-fraction {val_fraction} must be between 0 and 1 (exclusive)")
-    if not 0 <= test_fraction < 1:
-        raise CxrError(f"--test-fraction {test_fraction} must be in [0, 1)")
-    if val_fraction + test_fraction >= 1:
-        raise CxrError(f"--val-fraction {val_fraction} + --test-fraction {test_fraction} leave no "
-                       "training images; their sum must be below 1")
+def split_fingerprint(sides: dict[str, list[str]]) -> str:
+    """sha256 over the sorted id lists of every side: equal fingerprints, identical splits."""
+    digest = hashlib.sha256()
+    for side in SIDES:
+        digest.update(f"[{side}]\n".encode() + "".join(f"{i}\n" for i in sorted(sides[side])).encode())
+    return digest.hexdigest()
+
+
+def split_summary(split_dir: Path) -> dict:
+    """summary.json of a split folder."""
+    return read_json(Path(split_dir) / "summary.json", "split")
 
 
 def _groups(duplicate_group: np.ndarray, class_names: np.ndarray) -> list[tuple[str, np.ndarray]]:

@@ -15,8 +15,8 @@ from kfp.dsl import Artifact, Dataset, Input, Model, Output
 
 from components.core import data
 from components.core.artifacts import component
+from components.core.checks import check_training_settings
 from components.core.dataset import open_dataset, write_json
-from components.core.errors import CxrError
 from components.core.model import (
     build_model,
     count_params,
@@ -25,7 +25,7 @@ from components.core.model import (
 )
 from components.core.progress import log
 from components.core.variants import get_variant
-from components.split import load_split
+from components.split import load_split, split_summary
 
 HISTORY_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy")
 
@@ -54,11 +54,7 @@ def train(dataset_dir: Path, split_dir: Path, out_dir: Path, *, variant: str, ep
         The record written to train.json.
     """
     spec = get_variant(variant)
-    for name, value in (("epochs", epochs), ("batch-size", batch_size), ("image-size", image_size)):
-        if value < 1:
-            raise CxrError(f"--{name} {value} must be at least 1")
-    if image_size < 32:
-        raise CxrError(f"--image-size {image_size} is below MobileNetV2's minimum of 32 pixels")
+    check_training_settings(epochs, batch_size, image_size)
     dataset = open_dataset(dataset_dir)
     sides = load_split(split_dir)
     train_rows, val_rows = dataset.rows_for(sides["train"]), dataset.rows_for(sides["val"])
@@ -110,6 +106,7 @@ def train(dataset_dir: Path, split_dir: Path, out_dir: Path, *, variant: str, ep
         "n_val": len(val_rows),
         "replicas": strategy.num_replicas_in_sync,
         "dataset_fingerprint": dataset.summary.get("fingerprint"),
+        "split_fingerprint": split_summary(split_dir).get("split_fingerprint"),
         "tensorflow": tf.__version__,
     }
     write_json(out_dir / "train.json", record)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import yaml
 
+from components.core.checks import check_fractions, check_training_settings
 from components.core.errors import CxrError
 from components.core.variants import VARIANTS
 
@@ -105,13 +106,8 @@ class Config:
         unknown = [v for v in s.variants if v not in VARIANTS]
         if unknown or not s.variants:
             raise CxrError(f"study.variants {s.variants}: choose from {', '.join(VARIANTS)}")
-        val, test = s.val_fraction, s.test_fraction
-        if not (0 < val < 1 and 0 <= test < 1 and val + test < 1):
-            raise CxrError(f"study.val_fraction {s.val_fraction} / study.test_fraction {s.test_fraction}: "
-                           "need 0 < val < 1, 0 <= test < 1 and val + test < 1")
-        for name in ("image_size", "epochs", "batch_size"):
-            if getattr(s, name) < 1:
-                raise CxrError(f"study.{name} must be at least 1")
+        check_fractions(s.val_fraction, s.test_fraction, prefix="study.")
+        check_training_settings(s.epochs, s.batch_size, s.image_size, prefix="study.")
         if p.accelerator_count < 0 or p.retries < 0:
             raise CxrError("placement.accelerator_count and placement.retries must be >= 0")
         if self.images.tag == "latest":

@@ -155,7 +155,7 @@ def test_evaluate_rejects_missing_or_invalid_inputs_with_one_line(prepared, tmp_
         ((ds, sp, no_record, tmp_path / "o2"), "train.json not found"),
         ((ds, sp, bad_model, tmp_path / "o3"), "cannot load .*model.keras"),
         ((tmp_path / "nods", sp, model, tmp_path / "o4"), "not an ingested dataset"),
-        ((ds, tmp_path / "nosplit", model, tmp_path / "o5"), "not a split folder"),
+        ((ds, tmp_path / "nosplit", model, tmp_path / "o5"), "not a `cxr split` output folder"),
         ((ds, tmp_path / "other_split", model, tmp_path / "o6"), "made from another dataset"),
     ]
     for args, message in cases:

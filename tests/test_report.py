@@ -161,6 +161,15 @@ def test_report_rejects_inconsistent_or_missing_input(evaluations, tmp_path):
     metrics.write_text(json.dumps({k: v for k, v in entry.items() if k != "history"}))
     rejected(evaluations, r"lacks \['history'\]")
 
+    metrics.write_text(json.dumps(entry | {"eval_side": "val"}))
+    rejected(evaluations[::-1], "eval_side 'val' differs")
+    metrics.write_text(json.dumps(entry | {"split_fingerprint": "another-split"}))
+    rejected(evaluations, "split_fingerprint .* differs .*same --split")
+
+    metrics.write_text(json.dumps(entry))
+    (evaluations[0] / "predictions.csv").unlink()
+    rejected(evaluations, "predictions.csv not found: every number comes from it")
+
 
 def test_report_html_renders_in_a_headless_browser(evaluations, tmp_path):
     if not CHROMIUM.exists():

@@ -70,6 +70,21 @@ def test_bad_fractions_are_rejected(dataset, tmp_path, val, test, match):
         split(dataset, tmp_path / "s", val_fraction=val, test_fraction=test)
 
 
+def test_a_failed_split_leaves_nothing_that_train_would_accept(tmp_path):
+    tiny = write_dataset(tmp_path / "tiny", {"COVID": 1, "Normal": 1})
+    with pytest.raises(CxrError, match="too few images"):
+        split(tiny, tmp_path / "s")
+    assert not (tmp_path / "s").exists()
+
+
+def test_the_split_fingerprint_names_the_split(dataset, tmp_path):
+    a = split(dataset, tmp_path / "a", seed=1)
+    b = split(dataset, tmp_path / "b", seed=1)
+    c = split(dataset, tmp_path / "c", seed=2)
+    assert a["split_fingerprint"] == b["split_fingerprint"] != c["split_fingerprint"]
+    assert a["dataset_fingerprint"]
+
+
 def test_not_a_dataset_folder(tmp_path):
     with pytest.raises(CxrError, match="cxr ingest"):
         split(tmp_path, tmp_path / "s")

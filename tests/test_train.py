@@ -48,6 +48,20 @@ def test_train_writes_model_history_and_record(prepared, capfd):
     assert "train model2: epoch 1/2" in err and "epoch 2/2" in err
 
 
+def test_evaluating_on_another_split_than_training_is_refused(prepared, tmp_path):
+    """A model's training images must never be scored: evaluate checks the split it was trained on."""
+    from components.evaluate import evaluate
+
+    train(prepared / "ds", prepared / "split", tmp_path / "m", variant="model1", epochs=1, batch_size=8,
+          image_size=32, weights="none")
+    split(prepared / "ds", tmp_path / "other-split", val_fraction=0.25, seed=99)
+    with pytest.raises(CxrError, match="trained on another split"):
+        evaluate(prepared / "ds", tmp_path / "other-split", tmp_path / "m", tmp_path / "e")
+    entry = evaluate(prepared / "ds", prepared / "split", tmp_path / "m", tmp_path / "e")
+    assert entry["split_fingerprint"] == json.loads((prepared / "split" / "summary.json").read_text())[
+        "split_fingerprint"]
+
+
 def test_each_epoch_visits_every_training_image_once_in_a_seeded_order(prepared):
     dataset = open_dataset(prepared / "ds")
     rows = np.arange(10, 30)

@@ -76,7 +76,7 @@ def open_dataset(path: Path) -> Dataset:
         if not (path / name).is_file():
             raise CxrError(f"{path} is not an ingested dataset (no {name}); "
                            f"run `cxr ingest --source ... --out {path}` first")
-    summary = json.loads((path / SUMMARY_FILE).read_text())
+    summary = read_json(path / SUMMARY_FILE, "ingest")
     index = pd.read_csv(path / INDEX_FILE, dtype={"id": str, "class_name": str, "mode": str, "format": str},
                         keep_default_na=False)
     pixels = np.load(path / PIXELS_FILE, mmap_mode="r")
@@ -101,9 +101,14 @@ def read_json(path: Path, made_by: str):
         raise CxrError(f"{path} is not valid JSON ({exc}); run `cxr {made_by}` again") from exc
 
 
-def write_json(path: Path, obj) -> None:
-    """Writes JSON atomically (a rerun never leaves half a file behind)."""
+def write_text(path: Path, text: str) -> None:
+    """Writes a text file atomically (a rerun or a crash never leaves half a file behind)."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
+    tmp.write_text(text, encoding="utf-8")
     tmp.replace(path)
+
+
+def write_json(path: Path, obj) -> None:
+    """Writes JSON atomically."""
+    write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")

@@ -18,6 +18,7 @@ from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_su
 from sklearn.metrics import confusion_matrix as sk_confusion_matrix
 
 from components.core.classes import CLASS_NAMES
+from components.core.dataset import write_text
 from components.core.errors import CxrError
 
 # The files of an evaluation folder (`cxr evaluate --out`).
@@ -114,10 +115,7 @@ def write_predictions(path: Path, ids: list[str], y_true, probabilities) -> None
     })
     for k, column in enumerate(PROB_COLUMNS):
         frame[column] = probabilities[:, k]
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    frame.to_csv(tmp, index=False)
-    tmp.replace(path)
+    write_text(path, frame.to_csv(index=False))
 
 
 def read_predictions(path: Path) -> pd.DataFrame:
