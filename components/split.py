@@ -32,6 +32,7 @@ PRESETS = {
     "holdout-70-30": (0.3, 0.0),   # the study's stated method: 70 % train, 30 % validation
     "study-80-10-10": (0.1, 0.1),  # what its confusion matrices come from: 10 % of each class tested
 }
+DEFAULT_PRESET = "holdout-70-30"
 
 
 def split(dataset_dir: Path, out_dir: Path, *, val_fraction: float = 0.3, test_fraction: float = 0.0,

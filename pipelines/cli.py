@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 
 from components.core.errors import CxrError
+from components.core.variants import VARIANTS
+from components.split import DEFAULT_PRESET, PRESETS
 
 
 def _demo_data(a):
@@ -32,8 +34,8 @@ def _ingest(a):
 
 
 def _split(a):
-    from components.split import PRESETS, split
-    val, test = PRESETS[a.preset] if a.preset else (0.3, 0.0)
+    from components.split import split
+    val, test = PRESETS[a.preset or DEFAULT_PRESET]
     val = a.val_fraction if a.val_fraction is not None else val
     test = a.test_fraction if a.test_fraction is not None else test
     return split(a.dataset, a.out, val_fraction=val, test_fraction=test, seed=a.seed)
@@ -112,7 +114,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help="skip images with more pixels than this, checked before decoding (default 50M)")
     p.add_argument("--workers", type=int, default=8, help="threads for downloads and decoding (default 8)")
 
-    from components.split import PRESETS
     p = command("split", _split, "Stratified, seeded hold-out; identical images stay on one side.")
     p.add_argument("--dataset", required=True, type=Path, help="ingested dataset folder")
     p.add_argument("--out", required=True, type=Path, help="split folder to write")
@@ -126,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("train", _train, "Fine-tune one variant (model1, model2 or model3).")
     p.add_argument("--dataset", required=True, type=Path)
     p.add_argument("--split", required=True, type=Path)
-    p.add_argument("--variant", required=True, choices=("model1", "model2", "model3"))
+    p.add_argument("--variant", required=True, choices=list(VARIANTS))
     p.add_argument("--out", required=True, type=Path, help="model folder to write")
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--batch-size", type=int, default=16, help="global batch size (default 16)")
@@ -182,6 +183,10 @@ def main(argv: list[str] | None = None) -> int:
         result = args.func(args)
     except CxrError as exc:
         print(f"cxr: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a path that is a file where a folder is needed, a full disk, no permission
+        print(f"cxr: {exc.filename or ''}: {exc.strerror or exc}; check the paths given to "
+              f"`cxr {args.command}`", file=sys.stderr)
         return 2
     if result is not None:
         print(json.dumps(_brief(result), indent=2, default=str))

@@ -139,7 +139,11 @@ def load_config(path: Path | str | None = None, overrides: list[str] = (), env=N
             data = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as exc:
             raise CxrError(f"--config {path}: not valid YAML ({str(exc).splitlines()[0]})") from exc
+        if not isinstance(data, dict):
+            raise CxrError(f"--config {path}: expected sections (study:, images:, placement:, kfp:)")
         for section, values in data.items():
+            if not isinstance(values, dict | None):
+                raise CxrError(f"--config {path}: section {section!r} must be a mapping of key: value")
             for key, value in (values or {}).items():
                 _set(config, f"{section}.{key}", value, origin=str(path))
     for var, key in ENV_OVERRIDES.items():
@@ -149,7 +153,7 @@ def load_config(path: Path | str | None = None, overrides: list[str] = (), env=N
         key, sep, value = item.partition("=")
         if not sep:
             raise CxrError(f"--set {item!r}: expected key=value, e.g. study.epochs=3")
-        _set(config, key.strip(), yaml.safe_load(value) if value else "", origin="--set")
+        _set(config, key.strip(), value, origin="--set")
     return config.validate()
 
 
@@ -161,18 +165,36 @@ def _set(config: Config, dotted: str, value, *, origin: str) -> None:
         sections = ", ".join(f.name for f in dataclasses.fields(Config))
         raise CxrError(f"{origin}: unknown setting {dotted!r} (sections: {sections}; see README "
                        "'Configuration reference')")
-    current = getattr(section, key)
-    try:
-        if isinstance(current, bool):
-            value = value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes")
-        elif isinstance(current, list):
-            if not isinstance(value, list):
-                value = [v.strip() for v in str(value).split(",") if v.strip()]
-        else:
-            value = type(current)(value)
-    except (TypeError, ValueError) as exc:
-        raise CxrError(f"{origin}: {dotted}={value!r} is not a valid {type(current).__name__}") from exc
-    setattr(section, key, value)
+    setattr(section, key, _convert(value, getattr(section, key), f"{origin}: {dotted}={value!r}"))
+
+
+_TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
+
+
+def _convert(value, current, what: str):
+    """`value` (from YAML or a --set string) as the type of the setting's `current` value."""
+    if isinstance(current, bool):
+        word = str(value).lower()
+        if isinstance(value, bool) or word in _TRUE | _FALSE:
+            return value if isinstance(value, bool) else word in _TRUE
+        raise CxrError(f"{what} is not true or false")
+    if isinstance(current, list):
+        items = value if isinstance(value, list) else str(value).split(",")
+        return [str(v).strip() for v in items if str(v).strip()]
+    if isinstance(current, int):
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            number = None
+        if number is None or not number.is_integer() or isinstance(value, bool):
+            raise CxrError(f"{what} is not a whole number")
+        return int(number)
+    if isinstance(current, float):
+        try:
+            return float(value)
+        except (TypeError, ValueError) as exc:
+            raise CxrError(f"{what} is not a number") from exc
+    return "" if value is None else str(value)
 
 
 def git_tag() -> str:

@@ -8,7 +8,7 @@ from pipelines.config import CONFIG_DIR, load_config
 
 def test_shipped_configs_load_and_validate():
     names = {p.name for p in CONFIG_DIR.glob("*.yaml")}
-    assert {"local.yaml", "cluster.yaml", "kind.yaml", "study-80-10-10.yaml"} <= names
+    assert {"local.yaml", "cluster.yaml", "kind.yaml"} <= names
     for path in CONFIG_DIR.glob("*.yaml"):
         load_config(path, env={})
 
@@ -30,6 +30,19 @@ def test_default_tag_is_the_git_sha_never_latest():
         load_config(None, ["images.tag=latest"], env={})
 
 
+def test_text_settings_keep_the_text_as_typed():
+    config = load_config(None, ["images.tag=01234567", "kfp.experiment=yes", "study.weights=null",
+                                "study.source=gs://b/p: x"], env={})
+    assert config.images.tag == "01234567" and config.kfp.experiment == "yes"
+    assert config.study.weights == "null" and config.study.source == "gs://b/p: x"
+
+
+def test_a_section_that_is_not_a_mapping(tmp_path):
+    (tmp_path / "c.yaml").write_text("study: 3\n")
+    with pytest.raises(CxrError, match="section 'study' must be a mapping"):
+        load_config(tmp_path / "c.yaml", env={})
+
+
 def test_lists_and_booleans_from_the_command_line():
     config = load_config(None, ["study.variants=model1,model3", "placement.caching=false"], env={})
     assert config.study.variants == ["model1", "model3"] and config.placement.caching is False
@@ -37,7 +50,10 @@ def test_lists_and_booleans_from_the_command_line():
 
 @pytest.mark.parametrize("override, match", [
     ("study.epochz=3", "unknown setting 'study.epochz'"),
-    ("study.epochs=three", "not a valid int"),
+    ("study.epochs=three", "not a whole number"),
+    ("study.epochs=2.7", "not a whole number"),
+    ("placement.caching=ture", "not true or false"),
+    ("study.image_size=16", "study.image_size 16 is below"),
     ("study.variants=model7", "study.variants"),
     ("study.val_fraction=1.0", "val_fraction"),
     ("noequals", "expected key=value"),

@@ -110,7 +110,10 @@ def _mobilenet_v2(image_size: int, weights: str | None) -> keras.Model:
                 f"ImageNet weights could not be downloaded ({type(exc).__name__}); pass --weights "
                 f"PATH to a local {IMAGENET_NO_TOP_FILE}, --weights gs://BUCKET/OBJECT, a file made by "
                 "`cxr demo-weights`, or --weights none") from exc
-        raise CxrError(f"cannot load backbone weights from {weights}: {exc}".splitlines()[0]) from exc
+        first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise CxrError(f"cannot load backbone weights from {weights} ({first_line}); expected a "
+                       "MobileNetV2 no-top weights file (.h5 / .weights.h5), e.g. one made by "
+                       "`cxr demo-weights`") from exc
 
 
 def resolve_weights(spec: str, *, image_size: int = 224, sha256: str | None = None) -> str | None:
@@ -141,8 +144,9 @@ def resolve_weights(spec: str, *, image_size: int = 224, sha256: str | None = No
                            "or a gs:// URI")
     sidecar = path.with_name(path.name + ".sha256")
     expected = sha256 or (sidecar.read_text().split()[0] if sidecar.is_file() else None)
-    if expected:
-        actual = hashlib.sha256(path.read_bytes()).hexdigest()
+    if expected and not spec.startswith("gs://"):  # a gs:// download checked it already
+        from components.core.storage import file_digest
+        actual = file_digest(path, "sha256").hex()
         if actual != expected.lower():
             raise CxrError(f"--weights {spec}: sha256 {actual[:12]}… does not match the expected "
                            f"{expected[:12]}…; download the file again")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import threading
 import time
 
 
@@ -17,13 +18,16 @@ class Progress:
         self.done = 0
         self._started = time.monotonic()
         self._last_print = 0.0
+        self._lock = threading.Lock()
 
     def advance(self, n: int = 1, extra: str = "") -> None:
-        self.done += n
-        now = time.monotonic()
-        if self.done >= self.total or now - self._last_print >= self.every_seconds:
-            self._last_print = now
-            self._print(extra)
+        """Counts n more items done (thread-safe) and prints when it is time."""
+        with self._lock:
+            self.done += n
+            now = time.monotonic()
+            if self.done >= self.total or now - self._last_print >= self.every_seconds:
+                self._last_print = now
+                self._print(extra)
 
     def _print(self, extra: str) -> None:
         pct = 100.0 * self.done / self.total if self.total else 100.0

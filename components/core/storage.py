@@ -130,8 +130,12 @@ def download_objects(objects: list[GcsObject], destinations: list[Path], *, work
         _download_verified(client, obj, dest)
         progress.advance()
 
-    with ThreadPoolExecutor(max(1, workers)) as pool:
-        list(pool.map(one, zip(objects, destinations, strict=True)))
+    pool = ThreadPoolExecutor(max(1, workers))
+    try:
+        for future in [pool.submit(one, pair) for pair in zip(objects, destinations, strict=True)]:
+            future.result()  # the first failure stops the wait; queued downloads are cancelled below
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def download_file(uri: str, dest: Path, expected_sha256: str | None = None) -> Path:
@@ -154,7 +158,9 @@ def download_file(uri: str, dest: Path, expected_sha256: str | None = None) -> P
         raise CxrError(f"{uri}: no such object; check the path (`gcloud storage ls {uri}`)")
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".partial")[1])
+    handle, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".partial")
+    os.close(handle)
+    tmp = Path(tmp_name)
     try:
         _download_verified(client, _object(blob, dest.name), tmp)
         if expected_sha256:
