@@ -121,11 +121,11 @@ def _check_parameters(stored_size, max_pixels, workers, max_file_bytes) -> None:
     if stored_size is not None and (not isinstance(stored_size, int) or stored_size < 1):
         raise CxrError(f"--stored-size {stored_size}: must be a positive number of pixels (e.g. 299)")
     if max_pixels < 1:
-        raise CxrError(f"max_pixels {max_pixels}: must be positive")
+        raise CxrError(f"--max-pixels {max_pixels}: must be positive (default 50000000)")
     if workers < 1:
-        raise CxrError(f"workers {workers}: must be at least 1")
+        raise CxrError(f"--workers {workers}: must be at least 1 (default 8)")
     if max_file_bytes < 1:
-        raise CxrError(f"max_file_bytes {max_file_bytes}: must be positive")
+        raise CxrError(f"max_file_bytes {max_file_bytes}: must be positive (default {MAX_FILE_BYTES})")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -169,9 +169,15 @@ class _DirSource(_Source):
             raise CxrError(f"cannot list {exc.filename}: {exc.strerror}; check its permissions") from exc
 
         found = []
-        for folder, subfolders, files in os.walk(self.root, onerror=fail):
+        seen: set[Path] = set()  # real paths of the folders walked, so a link loop is walked once
+        for folder, subfolders, files in os.walk(self.root, onerror=fail, followlinks=True):
             base = Path(folder)
-            subfolders[:] = [d for d in subfolders if base / d != self.exclude]
+            real = base.resolve()
+            if real in seen:
+                subfolders[:] = []
+                continue
+            seen.add(real)
+            subfolders[:] = [d for d in subfolders if (base / d).resolve() != self.exclude]
             for name in files:
                 path = base / name
                 try:

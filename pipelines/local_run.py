@@ -33,7 +33,9 @@ def run_local(out: Path, *, source: str | None = None, config_path: Path | None 
     inputs.mkdir(parents=True, exist_ok=True)
     study = config.study
     if source:
-        study.source = source
+        study.source = str(Path(source).resolve()) if Path(source).exists() else source
+    if runner == "docker":
+        _check_visible_in_containers(out, {"--source": study.source, "study.weights": study.weights})
     if not study.source:
         from components.core.demo import make_demo_dataset
         log(f"run-local: no --source, writing the demo dataset ({demo_images} images) to {inputs}/demo-data")
@@ -65,3 +67,12 @@ def run_local(out: Path, *, source: str | None = None, config_path: Path | None 
     shutil.copytree(comparison_dir, report_dir)
     log(f"run-local: finished in {time.perf_counter() - started:.0f} s; report: {report_dir / 'report.html'}")
     return report_dir
+
+
+def _check_visible_in_containers(out: Path, paths: dict[str, str]) -> None:
+    """DockerRunner mounts only OUT: a local path elsewhere would be missing inside the containers."""
+    for name, value in paths.items():
+        path = Path(value)
+        if path.exists() and not path.resolve().is_relative_to(out):
+            raise CxrError(f"{name} {value} is outside {out}, the only folder DockerRunner mounts; copy it "
+                           f"under {out / 'inputs'} or use --runner subprocess")

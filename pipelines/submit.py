@@ -66,7 +66,11 @@ def submit(config: Config, *, wait: bool = False, timeout_s: float = 24 * 3600, 
 def _wait(client, run_id: str, timeout_s: float, poll_s: float) -> str:
     deadline, last = time.monotonic() + timeout_s, None
     while True:
-        state = str(client.get_run(run_id).state or "PENDING").upper()
+        try:
+            state = str(client.get_run(run_id).state or "PENDING").upper()
+        except Exception as exc:  # the API went away or refused us while we waited
+            raise CxrError(f"lost track of run {run_id}: the KFP endpoint {_reason(exc)}; the run may still "
+                           "be going: check it in the Kubeflow UI") from exc
         if state != last:
             log(f"submit: run {run_id} is {state}")
             last = state

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import time
 import zipfile
 from pathlib import Path
 
@@ -154,10 +153,8 @@ def test_bad_arguments_are_one_line_errors(tmp_path, kwargs, word):
     assert not (tmp_path / "d").exists()
 
 
-def test_default_set_is_fast(tmp_path):
-    started = time.monotonic()
+def test_default_set(tmp_path):
     summary = make_demo_dataset(tmp_path / "demo")
-    assert time.monotonic() - started < 15  # typically 3 to 6 s here
     assert summary["images"] == 240 and summary["rgb_images"] == 12
     assert len(list((tmp_path / "demo").glob("*/images/*.png"))) == 240
 
@@ -208,9 +205,7 @@ def test_second_call_copies_from_the_cache(demo_weights, tmp_path, monkeypatch):
         raise AssertionError("retrained although the weights are cached")
 
     monkeypatch.setattr(demo, "_pretrain", no_training)
-    started = time.monotonic()
     again = make_demo_weights(tmp_path / "sub" / "again.weights.h5", image_size=WEIGHTS_SIZE, seed=0)
-    assert time.monotonic() - started < 2
     assert again.read_bytes() == path.read_bytes()
     assert [p.name for p in (cache / "demo-weights").iterdir()] == [
         f"mobilenetv2-notop-demo-v{demo.DEMO_WEIGHTS_VERSION}-{WEIGHTS_SIZE}px-seed0.weights.h5"]

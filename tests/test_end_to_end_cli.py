@@ -84,11 +84,15 @@ def test_progress_is_shown(study):
     assert f"epoch {EPOCHS}/{EPOCHS}" in logs["model3"]
 
 
-def test_rerunning_a_step_on_its_output_folder(study):
+def test_rerunning_a_step_on_its_output_folder_replaces_it(study):
     root, _ = study
     before = (root / "split" / "train.txt").read_text()
+    cxr("split", "--dataset", root / "dataset", "--out", root / "split", "--seed", 5, "--preset",
+        "study-80-10-10")
+    assert (root / "split" / "test.txt").read_text() and (root / "split" / "train.txt").read_text() != before
     cxr("split", "--dataset", root / "dataset", "--out", root / "split", "--seed", 5)
     assert (root / "split" / "train.txt").read_text() == before
+    assert (root / "split" / "test.txt").read_text() == ""
 
 
 def test_bad_input_is_one_line_and_nonzero(tmp_path):

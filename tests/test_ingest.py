@@ -440,3 +440,16 @@ def test_ingest_op_writes_the_artifact_and_its_metadata(kaggle_folder, tmp_path,
                                  "stored_size": 8, "fingerprint": dataset.summary["fingerprint"]}
     assert "warning: dataset_fingerprint stale is not the fingerprint" in capsys.readouterr().err
 
+
+
+def test_linked_class_folders_are_followed_and_a_link_loop_is_walked_once(tmp_path):
+    from tests.conftest import write_kaggle_folder
+
+    data = tmp_path / "data"
+    elsewhere = write_kaggle_folder(tmp_path / "elsewhere", {"COVID": 2, "Normal": 3})
+    data.mkdir()
+    (data / "COVID").symlink_to(elsewhere / "COVID", target_is_directory=True)
+    (data / "Normal").symlink_to(elsewhere / "Normal", target_is_directory=True)
+    (data / "Normal" / "images" / "loop").symlink_to(data, target_is_directory=True)
+    summary = ingest(str(data), tmp_path / "out")
+    assert summary["per_class"]["COVID"] == 2 and summary["per_class"]["Normal"] == 3

@@ -72,6 +72,7 @@ def kfp_server(monkeypatch):
         monkeypatch.delenv(var, raising=False)
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
+    server.server_close()
 
 
 def run_request():

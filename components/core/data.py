@@ -5,8 +5,9 @@ model's image size per batch and fed as float32 (batch, size, size, 1) in 0..255
 them into MobileNetV2's 3-channel [-1, 1] input itself (see components/core/model.py).
 
 Training order is a pure function of (seed, epoch): epoch e visits the training rows in
-`epoch_order(n, seed, e)`. Keras' own shuffle restarts at the epoch-0 order after a resume, so the
-order is derived here instead, which keeps resuming after preemption exact.
+`epoch_order(n, seed, e)`. Keras' own shuffle would restart at the epoch-0 order after a resume;
+deriving the order here (and `first_epoch`) is what exact resume after preemption will build on
+once the train step checkpoints (not yet: a retried train task starts again at epoch 0).
 """
 
 from __future__ import annotations
