@@ -10,24 +10,9 @@
 # Needs the regional NVIDIA_T4_GPUS quota for 2 x MAX_NODES GPUs and a zone that offers T4s.
 set -euo pipefail
 
-show() {  # print a command line, quoting only the words that need it
-    local out=() word
-    for word in "$@"; do
-        if [[ "$word" =~ ^[A-Za-z0-9_./:=,@+%-]+$ ]]; then out+=("$word"); else out+=("${word@Q}"); fi
-    done
-    echo "${out[*]}"
-}
-
-dry_run=false
-if [[ "${1:-}" == --dry-run ]]; then dry_run=true; fi
-
-for var in PROJECT_ID CLUSTER LOCATION; do
-    value="${!var:-}"
-    if [[ -z "$value" || "$value" == "$var" ]]; then
-        echo "gpu-node-pool: set $var (PROJECT_ID, CLUSTER and LOCATION, a zone with T4s such as us-central1-a)" >&2
-        exit 2
-    fi
-done
+# shellcheck source=manifests/gke/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+require gpu-node-pool "PROJECT_ID, CLUSTER and LOCATION, a zone with T4s such as us-central1-a" PROJECT_ID CLUSTER LOCATION
 POOL="${POOL:-t4x2}"
 MACHINE_TYPE="${MACHINE_TYPE:-n1-standard-16}"   # 16 vCPU / 60 GB: one train task (8 CPU, 32G) per node
 GPUS_PER_NODE="${GPUS_PER_NODE:-2}"               # pipelines/configs/cluster.yaml placement.accelerator_count
@@ -48,8 +33,4 @@ args=(container node-pools create "$POOL"
     --node-labels cxr-kfp/pool=gpu)
 if [[ "$SPOT" == true ]]; then args+=(--spot); fi
 
-if $dry_run; then
-    show gcloud "${args[@]}"
-else
-    gcloud "${args[@]}"
-fi
+run gcloud "${args[@]}"

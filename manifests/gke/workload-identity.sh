@@ -12,27 +12,9 @@
 # get-credentials ...).
 set -euo pipefail
 
-show() {  # print a command line, quoting only the words that need it
-    local out=() word
-    for word in "$@"; do
-        if [[ "$word" =~ ^[A-Za-z0-9_./:=,@+%-]+$ ]]; then out+=("$word"); else out+=("${word@Q}"); fi
-    done
-    echo "${out[*]}"
-}
-
-dry_run=false
-if [[ "${1:-}" == --dry-run ]]; then dry_run=true; fi
-run() {
-    if $dry_run; then show "$@"; else "$@"; fi
-}
-
-for var in PROJECT_ID DATA_BUCKET; do
-    value="${!var:-}"
-    if [[ -z "$value" || "$value" == "$var" ]]; then
-        echo "workload-identity: set $var (PROJECT_ID, DATA_BUCKET; ARTIFACT_BUCKET optional)" >&2
-        exit 2
-    fi
-done
+# shellcheck source=manifests/gke/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+require workload-identity "PROJECT_ID, DATA_BUCKET; ARTIFACT_BUCKET optional" PROJECT_ID DATA_BUCKET
 GSA_NAME="${GSA_NAME:-cxr-pipeline}"     # must match the annotation in manifests/cluster/pipeline-runner-sa.yaml
 KSA=cxr-pipeline-runner                  # manifests/cluster/pipeline-runner-sa.yaml
 NAMESPACE=kubeflow
