@@ -73,6 +73,6 @@ def _check_visible_in_containers(out: Path, paths: dict[str, str]) -> None:
     """DockerRunner mounts only OUT: a local path elsewhere would be missing inside the containers."""
     for name, value in paths.items():
         path = Path(value)
-        if path.exists() and not path.resolve().is_relative_to(out):
+        if value and path.exists() and not path.resolve().is_relative_to(out):
             raise CxrError(f"{name} {value} is outside {out}, the only folder DockerRunner mounts; copy it "
                            f"under {out / 'inputs'} or use --runner subprocess")
