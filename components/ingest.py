@@ -46,7 +46,7 @@ from kfp.dsl import Dataset, Output
 
 from components.core import images, storage
 from components.core.artifacts import component
-from components.core.classes import CLASS_NAMES, class_for_folder
+from components.core.classes import CLASS_NAMES, class_for_folder, class_index
 from components.core.dataset import INDEX_COLUMNS, INDEX_FILE, PIXELS_FILE, SUMMARY_FILE, write_json
 from components.core.errors import CxrError
 from components.core.images import ImageSkip
@@ -400,7 +400,7 @@ def _read_headers(src: _Source, candidates: list[_Candidate], skipped: list[dict
     kept = []
     for result in _run(candidates, work, workers, "ingest: headers"):
         (skipped.append if isinstance(result, dict) else kept.append)(result)
-    return sorted(kept, key=lambda c: (CLASS_NAMES.index(c.class_name), c.id))
+    return sorted(kept, key=lambda c: (class_index(c.class_name), c.id))
 
 
 def _most_common_side(candidates: list[_Candidate]) -> int:

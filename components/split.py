@@ -20,7 +20,7 @@ from kfp.dsl import Artifact, Dataset, Input, Output
 
 from components.core.artifacts import component
 from components.core.checks import check_fractions
-from components.core.classes import CLASS_NAMES
+from components.core.classes import CLASS_NAMES, class_index
 from components.core.dataset import open_dataset, read_json, write_json, write_text
 from components.core.errors import CxrError
 from components.core.progress import log
@@ -131,7 +131,7 @@ def _groups(duplicate_group: np.ndarray, class_names: np.ndarray) -> list[tuple[
             members.setdefault(int(group), []).append(row)
     for rows in members.values():
         names = list(class_names[rows])
-        majority = max(CLASS_NAMES, key=lambda c: (names.count(c), -CLASS_NAMES.index(c)))
+        majority = max(CLASS_NAMES, key=lambda c: (names.count(c), -class_index(c)))
         groups.append((majority, np.array(rows)))
     return groups
 

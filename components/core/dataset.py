@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from components.core.classes import CLASS_NAMES
+from components.core.classes import class_index
 from components.core.errors import CxrError
 
 SUMMARY_FILE = "summary.json"
@@ -61,7 +61,7 @@ class Dataset:
     def labels_for(self, rows: np.ndarray) -> np.ndarray:
         """Class indices (positions in CLASS_NAMES) of the given pixel rows."""
         names = self.index["class_name"].to_numpy()[rows]
-        return np.array([CLASS_NAMES.index(n) for n in names], dtype=np.int32)
+        return np.array([class_index(n) for n in names], dtype=np.int32)
 
 
 def contract_summary(summary: dict) -> dict:
