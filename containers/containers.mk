@@ -1,15 +1,15 @@
 # Container images — included by the top-level Makefile (`include containers/containers.mk`),
 # or used alone: `make -f containers/containers.mk TARGET`.
 #
-# Images (all three share one tag):
-#   $(IMAGE_REGISTRY)/cxr-kfp-cpu:$(IMAGE_TAG)        ingest, split, evaluate, report, `cxr`
-#   $(IMAGE_REGISTRY)/cxr-kfp-train:$(IMAGE_TAG)      train, TensorFlow + CUDA (NVIDIA T4 nodes)
-#   $(IMAGE_REGISTRY)/cxr-kfp-train-cpu:$(IMAGE_TAG)  train, TensorFlow CPU (local runs, tests)
+# Images (all three share one tag; names from pipelines/images.env):
+#   CPU_IMAGE        ingest, split, evaluate, report, `cxr`
+#   TRAIN_IMAGE      train, TensorFlow + CUDA (NVIDIA T4 nodes)
+#   TRAIN_CPU_IMAGE  train, TensorFlow CPU (local runs, tests)
 # The same references as pipelines/config.py (images.registry, images.tag), so a pipeline
 # compiled with the same IMAGE_REGISTRY/IMAGE_TAG uses the images built here.
 #
 # Settings (make variables, the environment or .env):
-#   IMAGE_REGISTRY    where the images live; default `localhost/cxr-kfp` (local-only names such
+#   IMAGE_REGISTRY    where the images live; default DEFAULT_IMAGE_REGISTRY (local-only names such
 #                     as localhost/cxr-kfp/cxr-kfp-cpu:0a87c8b1f2e3). Set a real one to push,
 #                     e.g. europe-west4-docker.pkg.dev/PROJECT/REPO
 #   IMAGE_TAG         default: the 12-character git SHA, `-dirty` when tracked files have
@@ -25,9 +25,12 @@
 #                     build secrets, never stored in an image.
 
 CONTAINERS_DIR := $(patsubst %/,%,$(dir $(lastword $(MAKEFILE_LIST))))
+# Image names and the default registry (DEFAULT_IMAGE_REGISTRY, *_IMAGE_NAME): one home, shared
+# with pipelines/config.py.
+include $(CONTAINERS_DIR)/../pipelines/images.env
 
 DOCKER ?= $(firstword $(wildcard /usr/bin/docker) docker)
-IMAGE_REGISTRY ?= localhost/cxr-kfp
+IMAGE_REGISTRY ?= $(DEFAULT_IMAGE_REGISTRY)
 ifeq ($(origin IMAGE_TAG),undefined)
 IMAGE_TAG := $(shell $(CONTAINERS_DIR)/image-tag.sh 2>/dev/null)
 endif
@@ -36,9 +39,9 @@ LOCAL_BASE_IMAGE ?= cxr-kfp-base:bookworm
 TF_VARIANT ?= gpu
 DOCKER_BUILD_NETWORK ?= host
 
-CPU_IMAGE = $(IMAGE_REGISTRY)/cxr-kfp-cpu:$(IMAGE_TAG)
-TRAIN_IMAGE = $(IMAGE_REGISTRY)/cxr-kfp-train:$(IMAGE_TAG)
-TRAIN_CPU_IMAGE = $(IMAGE_REGISTRY)/cxr-kfp-train-cpu:$(IMAGE_TAG)
+CPU_IMAGE = $(IMAGE_REGISTRY)/$(CPU_IMAGE_NAME):$(IMAGE_TAG)
+TRAIN_IMAGE = $(IMAGE_REGISTRY)/$(TRAIN_IMAGE_NAME):$(IMAGE_TAG)
+TRAIN_CPU_IMAGE = $(IMAGE_REGISTRY)/$(TRAIN_CPU_IMAGE_NAME):$(IMAGE_TAG)
 
 # --- Flags are checked when make reads this file, so `make -n` rejects them too.
 ifeq ($(filter cpu gpu,$(TF_VARIANT)),)

@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 sha="$(git rev-parse --short=12 HEAD 2>/dev/null)" || { echo "image-tag: not a git checkout with a commit; set IMAGE_TAG" >&2; exit 1; }
-if [[ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ]]; then
+if [[ -n "$(git --no-optional-locks status --porcelain --untracked-files=no 2>/dev/null)" ]]; then
     sha="$sha-dirty"
 fi
 echo "$sha"

@@ -53,12 +53,11 @@ KIND_PYTHON ?= $(firstword $(wildcard $(or $(VENV),.venv)/bin/python) python3)
 # ingest task, a demo backbone, no cache (the run must execute every step).
 KIND_SUBMIT = $(KIND_CXR) submit --config pipelines/configs/kind.yaml --host http://127.0.0.1:$(KFP_PORT) \
     --set images.registry=$(IMAGE_REGISTRY) --set images.tag=$(IMAGE_TAG) \
-    --set images.train_name=cxr-kfp-train-cpu --set study.source=demo:$(KIND_DEMO_IMAGES) \
+    --set study.source=demo:$(KIND_DEMO_IMAGES) \
     --set study.weights=demo --set placement.caching=false --timeout $(KIND_RUN_TIMEOUT)
-# The same with the cluster's GPU placement (2 GPUs, T4 node selector, GPU toleration), one epoch.
-KIND_GPU_SUBMIT = $(KIND_SUBMIT) --set study.epochs=1 --set placement.accelerator_count=$(KIND_GPU_COUNT) \
-    --set placement.node_selector_key=cloud.google.com/gke-accelerator \
-    --set placement.node_selector_value=nvidia-tesla-t4 --set placement.toleration_key=nvidia.com/gpu
+# The same with the cluster's GPU placement, one epoch: raising the GPU count brings the default T4
+# node selector and GPU toleration with it (pipelines/config.py PlacementConfig).
+KIND_GPU_SUBMIT = $(KIND_SUBMIT) --set study.epochs=1 --set placement.accelerator_count=$(KIND_GPU_COUNT)
 
 _KIND_ENV = KIND='$(KIND)' KUBECTL='$(KUBECTL)' HELM='$(HELM)' DOCKER='$(DOCKER)' \
     KIND_CLUSTER_NAME='$(KIND_CLUSTER_NAME)' KFP_PORT='$(KFP_PORT)' KIND_OUT='$(KIND_OUT)' \

@@ -15,11 +15,22 @@ from pathlib import Path
 
 import yaml
 
+from components.core import study as defaults
 from components.core.checks import check_fractions, check_training_settings
 from components.core.errors import CxrError
 from components.core.variants import VARIANTS
 
 CONFIG_DIR = Path(__file__).parent / "configs"
+IMAGES_ENV = Path(__file__).parent / "images.env"
+
+
+def _image_names() -> dict[str, str]:
+    """The KEY=VALUE lines of images.env (image names and the default registry, shared with Make)."""
+    lines = IMAGES_ENV.read_text().splitlines()
+    return dict(line.split("=", 1) for line in lines if line.strip() and not line.startswith("#"))
+
+
+_IMAGE_NAMES = _image_names()
 
 
 @dataclass
@@ -29,26 +40,31 @@ class StudyConfig:
     source: str = ""                 # dataset folder, .zip or gs:// prefix (empty: demo data, local runs)
     dataset_fingerprint: str = ""    # content fingerprint of `source`, so KFP caching sees data changes
     stored_size: int = 0             # side of the stored pixels; 0 = the most common image size
-    val_fraction: float = 0.3
-    test_fraction: float = 0.0
-    split_seed: int = 42
-    image_size: int = 224
-    epochs: int = 20
-    batch_size: int = 16
-    learning_rate: float = 1e-3
-    weights: str = "imagenet"        # imagenet | none | local path | gs:// URI of a backbone weights file
-    seed: int = 42
+    val_fraction: float = defaults.VAL_FRACTION
+    test_fraction: float = defaults.TEST_FRACTION
+    split_seed: int = defaults.SPLIT_SEED
+    image_size: int = defaults.IMAGE_SIZE
+    epochs: int = defaults.EPOCHS
+    batch_size: int = defaults.BATCH_SIZE
+    learning_rate: float = defaults.LEARNING_RATE
+    weights: str = "imagenet"        # imagenet | none | demo | local path | gs:// URI of backbone weights
+    seed: int = defaults.SEED
     variants: list[str] = field(default_factory=lambda: list(VARIANTS))
 
 
 @dataclass
 class ImagesConfig:
-    """Container images; a reference is `<registry>/<name>:<tag>` and never `:latest`."""
+    """Container images; a reference is `<registry>/<name>:<tag>` and never `:latest`.
 
-    registry: str = "localhost/cxr-kfp"
+    The names and the default registry come from pipelines/images.env, which the Makefiles read too.
+    """
+
+    registry: str = _IMAGE_NAMES["DEFAULT_IMAGE_REGISTRY"]
     tag: str = ""                    # empty: the git SHA of this checkout
-    cpu_name: str = "cxr-kfp-cpu"
-    train_name: str = "cxr-kfp-train"
+    cpu_name: str = _IMAGE_NAMES["CPU_IMAGE_NAME"]
+    train_name: str = _IMAGE_NAMES["TRAIN_IMAGE_NAME"]
+    train_cpu_name: str = _IMAGE_NAMES["TRAIN_CPU_IMAGE_NAME"]
+    train_build: str = "gpu"         # gpu: train_name (TensorFlow + CUDA); cpu: train_cpu_name
 
     def ref(self, name: str) -> str:
         """Full reference of image `name` at the configured registry and tag."""
@@ -56,11 +72,13 @@ class ImagesConfig:
 
     @property
     def cpu(self) -> str:
+        """The image of every step but train."""
         return self.ref(self.cpu_name)
 
     @property
     def train(self) -> str:
-        return self.ref(self.train_name)
+        """The image of the train step: the CUDA build, or its CPU build with train_build: cpu."""
+        return self.ref(self.train_cpu_name if self.train_build == "cpu" else self.train_name)
 
 
 @dataclass
@@ -112,6 +130,9 @@ class Config:
             raise CxrError("placement.accelerator_count and placement.retries must be >= 0")
         if self.images.tag == "latest":
             raise CxrError("images.tag 'latest' is not allowed: pin a tag (default: the git SHA)")
+        if self.images.train_build not in ("gpu", "cpu"):
+            raise CxrError(f"images.train_build {self.images.train_build!r}: choose gpu (the CUDA image) "
+                           "or cpu (its CPU build)")
         return self
 
 
@@ -198,18 +219,19 @@ def _convert(value, current, what: str):
 
 
 def git_tag() -> str:
-    """Short git SHA of this checkout (`-dirty` with uncommitted changes); 'dev' outside git."""
+    """Short git SHA of this checkout, `-dirty` with uncommitted changes to tracked files.
+
+    Raises:
+        CxrError: not a git checkout with a commit (images cannot be pinned to a SHA): set the tag.
+    """
+    root = Path(__file__).resolve().parent.parent
     try:
-        root = Path(__file__).resolve().parent.parent
         sha = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=root, capture_output=True,
                              text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+        dirty = subprocess.run(["git", "--no-optional-locks", "status", "--porcelain", "--untracked-files=no"], cwd=root,
                                capture_output=True, text=True, check=True).stdout.strip()
-        return f"{sha}-dirty" if dirty else sha
-    except (OSError, subprocess.CalledProcessError):
-        return "dev"
-
-
-def as_dict(config: Config) -> dict:
-    """The configuration as plain data (for logs and run metadata)."""
-    return dataclasses.asdict(config)
+    except (OSError, subprocess.CalledProcessError) as exc:
+        raise CxrError(f"cannot pin images to a git SHA: {root} is not a git checkout with a commit; "
+                       "set IMAGE_TAG (or --set images.tag=VERSION) to the tag the images were built with"
+                       ) from exc
+    return f"{sha}-dirty" if dirty else sha

@@ -14,12 +14,11 @@ from pathlib import Path
 
 from components.core.errors import CxrError
 from components.core.progress import log
-from pipelines.config import CONFIG_DIR, ImagesConfig, load_config
+from pipelines.config import CONFIG_DIR, load_config
 from pipelines.pipeline import make_pipeline, pipeline_arguments
 
 LOCAL_CONFIG = CONFIG_DIR / "local.yaml"
 DEMO_IMAGES = 240
-CPU_TRAIN_IMAGE_NAME = "cxr-kfp-train-cpu"  # the training image's CPU build (containers/)
 
 
 def run_local(out: Path, *, source: str | None = None, config_path: Path | None = None,
@@ -51,8 +50,7 @@ def run_local(out: Path, *, source: str | None = None, config_path: Path | None 
     elif runner == "docker":
         # Containers run as the caller's uid so they can write into the bind-mounted OUT; no network.
         task_runner = kfp.local.DockerRunner(network_mode="none", user=f"{os.getuid()}:{os.getgid()}")
-        if config.images.train_name == ImagesConfig.train_name:
-            config.images.train_name = CPU_TRAIN_IMAGE_NAME
+        config.images.train_build = "cpu"  # the training image's CPU build (no CUDA here)
     else:
         raise CxrError(f"--runner {runner!r}: choose subprocess or docker")
     kfp.local.init(runner=task_runner, pipeline_root=str(out))

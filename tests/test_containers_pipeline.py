@@ -8,7 +8,7 @@ import json
 import pytest
 
 from pipelines.config import load_config
-from pipelines.local_run import CPU_TRAIN_IMAGE_NAME, run_local
+from pipelines.local_run import run_local
 
 pytestmark = pytest.mark.containers
 
@@ -19,7 +19,7 @@ def test_pipeline_runs_in_the_images_without_network(tmp_path, capfd):
     out = capfd.readouterr().out
     images = load_config(None).images  # IMAGE_REGISTRY / IMAGE_TAG: what `make build-images-local` built
     assert f"Found image '{images.cpu}'" in out
-    assert f"Found image '{images.ref(CPU_TRAIN_IMAGE_NAME)}'" in out
+    assert f"Found image '{images.ref(images.train_cpu_name)}'" in out
     assert "Pulling image" not in out
     comparison = json.loads((report_dir / "comparison.json").read_text())
     assert [v["variant"] for v in comparison["variants"]] == ["model1", "model2", "model3"]

@@ -3,6 +3,7 @@ against a fake kubectl (kind itself cannot run here: these never touch a cluster
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import os
@@ -14,6 +15,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+
+from pipelines.config import CONFIG_DIR, load_config
 
 ROOT = Path(__file__).resolve().parent.parent
 KIND_DIR = ROOT / "manifests" / "kind"
@@ -71,7 +74,7 @@ def test_kind_test_prints_the_submit_command():
     assert "manifests/kind/run-test.sh -- " in line
     assert ("cxr submit --config pipelines/configs/kind.yaml --host http://127.0.0.1:18080 "
             "--set images.registry=localhost/cxr-kfp --set images.tag=abc123def456 "
-            "--set images.train_name=cxr-kfp-train-cpu --set study.source=demo:240 "
+            "--set study.source=demo:240 "
             "--set study.weights=demo --set placement.caching=false") in line
     assert line.endswith(" --wait")
     assert "KIND_CLUSTER_NAME='cxr-kfp'" in line and "KFP_PORT='18080'" in line
@@ -82,11 +85,16 @@ def test_gpu_placement_submits_the_cluster_placement_and_checks_it():
     assert result.returncode == 0, result.stderr
     out = " ".join(result.stdout.replace("\\\n", " ").split())
     for part in ("--gpu-node-label 'cxr-kfp/pool=gpu' --gpu-count 2 --",
-                 "--set images.train_name=cxr-kfp-train-cpu", "--set placement.accelerator_count=2",
-                 "--set placement.node_selector_key=cloud.google.com/gke-accelerator",
-                 "--set placement.node_selector_value=nvidia-tesla-t4",
-                 "--set placement.toleration_key=nvidia.com/gpu"):
+                 "--config pipelines/configs/kind.yaml", "--set placement.accelerator_count=2"):
         assert part in out
+    # Raising the GPU count is all it takes: the kind profile compiles to the cluster's placement.
+    args = re.search(r"cxr submit (.*?) --wait", out).group(1).split()
+    overrides = [args[i + 1] for i, a in enumerate(args) if a == "--set"]
+    kind_gpu = load_config(CONFIG_DIR / "kind.yaml", overrides, env={}).placement
+    assert kind_gpu == dataclasses.replace(load_config(CONFIG_DIR / "cluster.yaml", env={}).placement,
+                                           train_cpu=kind_gpu.train_cpu, train_memory=kind_gpu.train_memory,
+                                           step_cpu=kind_gpu.step_cpu, step_memory=kind_gpu.step_memory,
+                                           retries=0, caching=False)
 
 
 def test_deploy_and_fake_gpu_use_the_pinned_versions():

@@ -18,6 +18,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from pipelines.config import CONFIG_DIR, load_config
+
 ROOT = Path(__file__).resolve().parent.parent
 MANIFESTS = ROOT / "manifests"
 # The oldest Kubernetes KFP 2.17's CI runs on (v1.33.12 and v1.36.1); the kind node image is 1.36.
@@ -214,8 +216,8 @@ def test_rbac_is_least_privilege():
 
 def test_gpu_quota_fits_three_parallel_train_tasks():
     (quota,) = by_kind("ResourceQuota")
-    placement = yaml.safe_load((ROOT / "pipelines" / "configs" / "cluster.yaml").read_text())["placement"]
-    assert int(quota["spec"]["hard"]["requests.nvidia.com/gpu"]) == 3 * placement["accelerator_count"]
+    placement = load_config(CONFIG_DIR / "cluster.yaml", env={}).placement
+    assert int(quota["spec"]["hard"]["requests.nvidia.com/gpu"]) == 3 * placement.accelerator_count
 
 
 # --- GKE
@@ -228,12 +230,12 @@ def test_config_connector_node_pool_matches_the_cluster_placement():
     assert {"location", "clusterRef"} <= set(spec), "Config Connector requires location and clusterRef"
     assert pool["metadata"]["annotations"]["cnrm.cloud.google.com/project-id"] == "PROJECT_ID"
     (accelerator,) = spec["nodeConfig"]["guestAccelerator"]
-    placement = yaml.safe_load((ROOT / "pipelines" / "configs" / "cluster.yaml").read_text())["placement"]
-    assert accelerator["type"] == placement["node_selector_value"] == "nvidia-tesla-t4"
-    assert accelerator["count"] == placement["accelerator_count"] == 2
+    placement = load_config(CONFIG_DIR / "cluster.yaml", env={}).placement
+    assert accelerator["type"] == placement.node_selector_value == "nvidia-tesla-t4"
+    assert accelerator["count"] == placement.accelerator_count == 2
     assert accelerator["gpuDriverInstallationConfig"]["gpuDriverVersion"] == "DEFAULT"
-    assert placement["node_selector_key"] == "cloud.google.com/gke-accelerator"
-    assert placement["toleration_key"] == "nvidia.com/gpu"
+    assert placement.node_selector_key == "cloud.google.com/gke-accelerator"
+    assert placement.toleration_key == "nvidia.com/gpu"
     assert spec["nodeConfig"]["machineType"].startswith("n1-")  # T4s attach to N1 machines only
     assert spec["nodeConfig"]["workloadMetadataConfig"]["mode"] == "GKE_METADATA"
     assert spec["autoscaling"]["maxNodeCount"] >= 1

@@ -22,11 +22,15 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
+from pipelines.config import PlacementConfig
+
 MLMD_SERVICE = "ml_metadata.MetadataStoreService"
 RUN_CONTEXT_TYPE = "system.PipelineRun"
 EXECUTION_DONE = {3: "COMPLETE", 5: "CACHED"}   # ml_metadata.Execution.State values that count as success
-GPU_RESOURCE = "nvidia.com/gpu"
-T4_SELECTOR = ("cloud.google.com/gke-accelerator", "nvidia-tesla-t4")
+# What the pipeline's train placement asks for: the configuration's defaults (one home).
+_PLACEMENT = PlacementConfig()
+GPU_RESOURCE = _PLACEMENT.accelerator_resource
+T4_SELECTOR = (_PLACEMENT.node_selector_key, _PLACEMENT.node_selector_value)
 
 
 class CheckError(Exception):
@@ -244,9 +248,9 @@ def check_gpu_placement(kubectl: str, context: str, run_id: str, node_label: str
             raise CheckError(f"pod {name} ran on {spec.get('nodeName')}, not on the GPU node {node}")
         if (spec.get("nodeSelector") or {}).get(T4_SELECTOR[0]) != T4_SELECTOR[1]:
             raise CheckError(f"pod {name} lacks the node selector {T4_SELECTOR[0]}={T4_SELECTOR[1]}")
-        if not any(t.get("key") == GPU_RESOURCE and t.get("effect") == "NoSchedule"
+        if not any(t.get("key") == _PLACEMENT.toleration_key and t.get("effect") == "NoSchedule"
                    for t in spec.get("tolerations") or []):
-            raise CheckError(f"pod {name} lacks the {GPU_RESOURCE} NoSchedule toleration")
+            raise CheckError(f"pod {name} lacks the {_PLACEMENT.toleration_key} NoSchedule toleration")
         phase = pod.get("status", {}).get("phase")
         if phase != "Succeeded":
             raise CheckError(f"pod {name} is {phase}, not Succeeded")

@@ -1,0 +1,20 @@
+"""The study's protocol (DESIGN.md §1): its default settings and named split presets.
+
+This is the one home of these numbers: the steps' keyword defaults, the `cxr` options and the
+pipeline configuration (pipelines/config.py) all read them from here.
+"""
+
+EPOCHS = 20
+BATCH_SIZE = 16  # global: split across devices under MirroredStrategy
+LEARNING_RATE = 1e-3  # Adam
+IMAGE_SIZE = 224  # model input side in pixels
+SEED = 42  # weight initialisation, dropout and the per-epoch order of the training images
+SPLIT_SEED = 42
+
+# Named split protocols: (val_fraction, test_fraction), per class.
+SPLIT_PRESETS: dict[str, tuple[float, float]] = {
+    "holdout-70-30": (0.3, 0.0),  # the study's stated method: 70 % train, 30 % validation
+    "study-80-10-10": (0.1, 0.1),  # what its confusion matrices come from: 10 % of each class tested
+}
+DEFAULT_SPLIT_PRESET = "holdout-70-30"
+VAL_FRACTION, TEST_FRACTION = SPLIT_PRESETS[DEFAULT_SPLIT_PRESET]
