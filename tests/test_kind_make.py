@@ -10,13 +10,13 @@ import os
 import re
 import subprocess
 import sys
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 from pipelines.config import CONFIG_DIR, load_config
+from tests import fakes
+from tests.fakes import mlmd_answer, scenario_from
 
 ROOT = Path(__file__).resolve().parent.parent
 KIND_DIR = ROOT / "manifests" / "kind"
@@ -132,79 +132,16 @@ check_run = load_check_run()
 
 
 def default_scenario() -> dict:
-    return {"run_id": "run-1", "state": "SUCCEEDED", "accuracy": {v: 0.8 for v in VARIANTS},
+    """The fake KFP's answers (tests/fakes.py KfpScenario) plus the fake kubectl's pods and GPUs."""
+    return {"run_id": "run-1", "final_state": "SUCCEEDED", "accuracy": dict.fromkeys(VARIANTS, 0.8),
             "report_state": 3, "evaluate_states": [3, 3, 3], "node_gpus": "2", "pods": None}
-
-
-class FakeKfp(BaseHTTPRequestHandler):
-    """KFP's UI port: /apis/v2beta1 (healthz, runs) and /ml_metadata.MetadataStoreService/* (grpc-web)."""
-
-    scenario: dict = {}
-
-    def _send(self, status: int, body: bytes, content_type: str):
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def do_GET(self):  # noqa: N802 (http.server's naming)
-        s = self.scenario
-        if self.path.startswith("/apis/v2beta1/healthz"):
-            return self._send(200, b'{"multi_user": false}', "application/json")
-        if self.path.startswith(f"/apis/v2beta1/runs/{s['run_id']}"):
-            tasks = [{"display_name": "report", "state": "SUCCEEDED" if s["report_state"] == 3 else "FAILED"},
-                     {"display_name": "evaluate", "state": "SUCCEEDED"}]
-            body = {"run_id": s["run_id"], "display_name": "r", "state": s["state"],
-                    "run_details": {"task_details": tasks}}
-            return self._send(200, json.dumps(body).encode(), "application/json")
-        return self._send(404, b'{"error": "not found"}', "application/json")
-
-    def do_POST(self):  # noqa: N802
-        s, m = self.scenario, check_run.mlmd_messages()
-        method = self.path.rsplit("/", 1)[-1]
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        assert self.headers["Content-Type"] == "application/grpc-web+proto" and body[0] == 0
-        request = m[f"{method}Request"].FromString(body[5:])
-        response = m[f"{method}Response"]()
-        if method == "GetContextByTypeAndName":
-            if request.type_name == "system.PipelineRun" and request.context_name == s["run_id"]:
-                response.context.id, response.context.name = 7, s["run_id"]
-        elif method == "GetExecutionsByContext":
-            assert request.context_id == 7
-            for i, (name, state) in enumerate([("report", s["report_state"])] +
-                                              [("evaluate", st) for st in s["evaluate_states"]]):
-                execution = response.executions.add(id=i + 1, last_known_state=state)
-                execution.custom_properties["display_name"].string_value = name
-        elif method == "GetArtifactsByContext":
-            for i, (variant, accuracy) in enumerate(s["accuracy"].items()):
-                artifact = response.artifacts.add(id=10 + i, uri=f"minio://mlpipeline/{variant}/metrics")
-                artifact.custom_properties["display_name"].string_value = "metrics"
-                artifact.custom_properties["variant"].string_value = variant
-                artifact.custom_properties["accuracy"].double_value = accuracy
-            report = response.artifacts.add(id=99)
-            report.custom_properties["best_variant"].string_value = "model2"
-        trailer = b"grpc-status:0\r\ngrpc-message:\r\n"
-        frames = (check_run.grpc_web_frame(response.SerializeToString())
-                  + check_run.grpc_web_frame(trailer, trailer=True))
-        return self._send(200, frames, "application/grpc-web+proto")
-
-    def log_message(self, *args):
-        pass
-
-
-def serve(port: int, scenario: dict) -> ThreadingHTTPServer:
-    FakeKfp.scenario = scenario
-    return ThreadingHTTPServer(("127.0.0.1", port), FakeKfp)
 
 
 @pytest.fixture
 def fake_kfp():
-    scenario = default_scenario()
-    server = serve(0, scenario)
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", scenario
-    server.shutdown()
+    scenario = scenario_from(default_scenario())
+    with fakes.fake_kfp(scenario, mlmd=mlmd_answer(check_run)) as (host, scenario):
+        yield host, scenario
 
 
 def test_check_run_reads_accuracy_per_variant(fake_kfp, capsys):
@@ -216,7 +153,7 @@ def test_check_run_reads_accuracy_per_variant(fake_kfp, capsys):
 
 
 @pytest.mark.parametrize("change,reason", [
-    ({"state": "FAILED"}, "run run-1 is FAILED, not SUCCEEDED"),
+    ({"final_state": "FAILED"}, "run run-1 is FAILED, not SUCCEEDED"),
     ({"report_state": 4}, "the report task did not succeed"),
     ({"accuracy": {"model1": 0.8, "model2": 0.7}}, "no logged accuracy for model3"),
     ({"accuracy": {v: 1.5 for v in VARIANTS}}, "accuracy outside [0, 1]"),
@@ -225,7 +162,8 @@ def test_check_run_reads_accuracy_per_variant(fake_kfp, capsys):
 ])
 def test_check_run_fails_with_a_reason(fake_kfp, capsys, change, reason):
     _, scenario = fake_kfp
-    scenario.update(change)
+    for key, value in change.items():
+        setattr(scenario, key, value)
     assert check_run.main(["--host", fake_kfp[0], "--run-id", "run-1"]) == 1
     assert reason in capsys.readouterr().err
 
@@ -264,9 +202,12 @@ if args[:2] == ["get", "--raw"] or args[:2] == ["get", "service"]:
     sys.exit(0)
 if args[0] == "port-forward":
     port = int(args[-1].split(":")[0])
-    from tests.test_kind_make import serve
+    import threading
+    from tests.fakes import fake_kfp, mlmd_answer, scenario_from
+    from tests.test_kind_make import check_run
     open(os.environ["FAKE_PF_PID"], "w").write(str(os.getpid()))
-    serve(port, scenario).serve_forever()
+    with fake_kfp(scenario_from(scenario), mlmd=mlmd_answer(check_run), port=port):
+        threading.Event().wait()
 if args[:2] == ["get", "nodes"]:
     node = {{"metadata": {{"name": "cxr-kfp-worker2"}},
              "status": {{"allocatable": {{"nvidia.com/gpu": scenario["node_gpus"]}}}}}}
