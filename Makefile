@@ -30,8 +30,11 @@ test-tools: ## Install the Debian tools the tests use: Chromium (report.html in 
 	@command -v chromium >/dev/null && command -v shellcheck >/dev/null || \
 	  { apt-get update -qq && apt-get install -y -qq chromium shellcheck >/dev/null; }
 
-lint: $(STAMP) ## Ruff over the code and tests
-	$(BIN)/ruff check components pipelines tests manifests bench
+LINT_PATHS := components pipelines tests manifests bench
+
+lint: $(STAMP) ## Ruff: lint rules with Google-style docstrings, and the formatting check
+	$(BIN)/ruff check $(LINT_PATHS)
+	$(BIN)/ruff format --check $(LINT_PATHS)
 
 test: $(STAMP) test-tools ## Run the test suite (unit, pipeline spec, local end-to-end)
 	$(BIN)/pytest $(PYTEST_ARGS)

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import tensorflow as tf
 
-from components.core.demo import make_demo_dataset, make_demo_weights
+from components.demo.backbone import make_demo_weights
+from components.demo.kaggle_layout import make_demo_dataset
 from components.ingest import ingest
 from components.split import split
 from components.train import train
@@ -30,16 +31,25 @@ OUT = Path(__file__).parent / "results.json"
 
 
 def timed(func, *args, **kwargs):
+    """(func(*args, **kwargs), its wall-clock seconds)."""
     started = time.perf_counter()
     result = func(*args, **kwargs)
     return result, time.perf_counter() - started
 
 
 def main() -> int:
-    results = {"machine": {"python": platform.python_version(), "tensorflow": tf.__version__,
-                           "cpus": os.cpu_count(),
-                           "platform": platform.platform()},
-               "images": IMAGES, "image_size": IMAGE_SIZE, "epochs": EPOCHS}
+    """Runs the benchmark and writes bench/results.json."""
+    results = {
+        "machine": {
+            "python": platform.python_version(),
+            "tensorflow": tf.__version__,
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+        },
+        "images": IMAGES,
+        "image_size": IMAGE_SIZE,
+        "epochs": EPOCHS,
+    }
     with tempfile.TemporaryDirectory(prefix="cxr-bench-") as tmp:
         tmp = Path(tmp)
         make_demo_dataset(tmp / "data", total=IMAGES, seed=11)
@@ -52,12 +62,20 @@ def main() -> int:
         weights = make_demo_weights(tmp / "backbone.weights.h5", image_size=64)
         results["train_images_per_s"] = {}
         for variant in ("model1", "model2", "model3"):
-            record = train(tmp / "dataset", tmp / "split", tmp / variant, variant=variant, epochs=EPOCHS,
-                           image_size=IMAGE_SIZE, weights=str(weights))
+            record = train(
+                tmp / "dataset",
+                tmp / "split",
+                tmp / variant,
+                variant=variant,
+                epochs=EPOCHS,
+                image_size=IMAGE_SIZE,
+                weights=str(weights),
+            )
             results["train_images_per_s"][variant] = n_train / record["epoch_seconds"][-1]
     full_epochs_images = 14_815 * 20  # the real training side (70 %) × the study's 20 epochs
     results["projected_minutes_per_variant_full_study"] = {
-        v: full_epochs_images / ips / 60 for v, ips in results["train_images_per_s"].items()}
+        v: full_epochs_images / ips / 60 for v, ips in results["train_images_per_s"].items()
+    }
     OUT.write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results, indent=2))
     return 0

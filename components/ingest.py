@@ -1,8 +1,9 @@
-"""Ingest: find, validate and decode every image once into the dataset artifact (core/dataset.py).
+"""Ingest: find, validate and decode every image once into the dataset artifact.
 
-Consumes a source in the Kaggle layout: a folder, a .zip of it (read in place, never extracted) or
-objects under a gs:// prefix (or one gs:// .zip object), which is the dataset folder itself or
-anything that contains it. Produces out_dir/summary.json, index.csv and pixels.npy.
+Consumes a source in the Kaggle layout (components/core/sources.py): a folder, a .zip of it, objects
+under a gs:// prefix (or one gs:// .zip object), which is the dataset folder itself or anything that
+contains it, or `demo:N`. Produces a dataset folder (components/artifacts/dataset.py): summary.json,
+index.csv and pixels.npy.
 
 - Samples are exactly the files whose parent folder is named `images` (any case); the class is the
   folder above it (core/classes.py). Everything else is ignored and counted by kind: masks,
@@ -19,43 +20,33 @@ anything that contains it. Produces out_dir/summary.json, index.csv and pixels.n
 - Exact duplicates (same size and decoded pixels, core/images.py pixel_sha256), across classes
   too, share a duplicate_group id; summary["fingerprint"] = sha256 over the sorted (id, file
   sha256) pairs, the same whichever way the data arrived (folder, zip, gs://).
-- gs:// objects that are samples are downloaded (in parallel, checksum-verified) into a temporary
-  folder under $TMPDIR, removed afterwards; the index records their gs:// URIs.
-- Outputs are written under temporary names and renamed, summary.json last, so an interrupted run
+- The index records where each file was read (a path, a zip member or a gs:// URI).
+- Outputs are written under temporary names and renamed, the manifest last, so an interrupted run
   never leaves a folder that `open_dataset` accepts with mixed contents.
 """
 
-import abc
 import contextlib
 import hashlib
 import os
-import tempfile
-import threading
-import zipfile
-import zlib
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
 
 import numpy as np
 import pandas as pd
-from kfp.dsl import Dataset, Output
 
-from components.core import images, storage
-from components.core.artifacts import component
+from components.artifacts.dataset import INDEX_COLUMNS, PIXELS_FILE, DatasetSummary, publish_dataset
+from components.core import images
 from components.core.classes import CLASS_NAMES, class_for_folder, class_index
-from components.core.dataset import INDEX_COLUMNS, INDEX_FILE, PIXELS_FILE, SUMMARY_FILE, write_json
 from components.core.errors import CxrError
 from components.core.images import ImageSkip
 from components.core.progress import Progress, log
+from components.core.sources import Source, open_source
 
 # A file (or zip member, by its uncompressed size) over this is refused unread: the zip-bomb guard.
 MAX_FILE_BYTES = 512 * 1024 * 1024
-# `demo:N`: the ingest task makes N synthetic images itself (kind and cluster smoke runs need no data).
-DEMO_SOURCE_PREFIX = "demo:"
 IGNORED_KINDS = ("masks", "metadata", "readme", "os_junk", "other")
 JUNK_NAMES = frozenset({".ds_store", "thumbs.db", "desktop.ini"})
 METADATA_SUFFIXES = (".xlsx", ".xls", ".csv")
@@ -73,8 +64,15 @@ class _Candidate:
     header: images.Header | None = None
 
 
-def ingest(source: str | os.PathLike, out_dir: Path, *, stored_size: int | None = None,
-           max_pixels: int = 50_000_000, workers: int = 8, max_file_bytes: int = MAX_FILE_BYTES) -> dict:
+def ingest(
+    source: str | os.PathLike,
+    out_dir: Path,
+    *,
+    stored_size: int | None = None,
+    max_pixels: int = 50_000_000,
+    workers: int = 8,
+    max_file_bytes: int = MAX_FILE_BYTES,
+) -> dict:
     """Decodes and validates every image of a Kaggle-layout source into a dataset folder.
 
     Args:
@@ -98,7 +96,7 @@ def ingest(source: str | os.PathLike, out_dir: Path, *, stored_size: int | None 
     source_text = os.fspath(source)
     out_dir = Path(out_dir)
     with contextlib.ExitStack() as stack:
-        src = stack.enter_context(_open_source(source_text, workers, exclude=out_dir))
+        src = stack.enter_context(open_source(source_text, workers, exclude=out_dir))
         candidates, skipped, ignored = _classify(src.entries(), max_file_bytes)
         src.prepare([c.rel for c in candidates], workers)
         candidates = _read_headers(src, candidates, skipped, max_pixels, workers)
@@ -108,12 +106,14 @@ def ingest(source: str | os.PathLike, out_dir: Path, *, stored_size: int | None 
             records = _decode_all(src, candidates, skipped, out_dir, size, max_pixels, workers)
     if not records:
         _report_skipped(skipped)
-        raise CxrError(f"--source {source_text}: no usable image found; expected the layout "
-                       f"{EXPECTED_LAYOUT} (ignored: {_ignored_text(ignored)}; skipped: {len(skipped)})")
+        raise CxrError(
+            f"--source {source_text}: no usable image found; expected the layout "
+            f"{EXPECTED_LAYOUT} (ignored: {_ignored_text(ignored)}; skipped: {len(skipped)})"
+        )
     index = _index(records)
     summary = _summary(source_text, index, skipped, ignored, size)
     _report(summary)
-    _publish(out_dir, index, summary)
+    publish_dataset(out_dir, index, summary, out_dir / (PIXELS_FILE + _PARTIAL))
     return summary
 
 
@@ -132,204 +132,15 @@ def _check_parameters(stored_size, max_pixels, workers, max_file_bytes) -> None:
 # Sources: a folder, a zip archive, a gs:// prefix
 # ---------------------------------------------------------------------------------------------
 
-class _Source(abc.ABC):
-    """Files addressed by their path relative to the source root ("a/b/c.png")."""
-
-    @abc.abstractmethod
-    def entries(self) -> list[tuple[str, int]]:
-        """(relative path, size in bytes) of every file, sorted."""
-
-    def prepare(self, rels: list[str], workers: int) -> None:  # noqa: B027 (optional hook)
-        """Makes the given files readable (gs:// downloads them); a no-op for local sources."""
-
-    @abc.abstractmethod
-    def read(self, rel: str) -> bytes:
-        """The file's bytes."""
-
-    @abc.abstractmethod
-    def open(self, rel: str) -> contextlib.AbstractContextManager[BinaryIO]:
-        """The file opened for binary reading."""
-
-    @abc.abstractmethod
-    def location(self, rel: str) -> str:
-        """Where the file was read, for index.csv's source_path."""
-
-    def close(self) -> None:  # noqa: B027 (optional hook)
-        """Releases what the source holds open (a zip archive); a no-op for folders."""
-
-
-class _DirSource(_Source):
-    def __init__(self, root: Path, exclude: Path | None = None):
-        self.root = root.resolve()
-        # The output folder, when it sits inside the source, is not part of the data.
-        self.exclude = exclude.resolve() if exclude is not None else None
-
-    def entries(self) -> list[tuple[str, int]]:
-        def fail(exc: OSError) -> None:
-            raise CxrError(f"cannot list {exc.filename}: {exc.strerror}; check its permissions") from exc
-
-        found = []
-        seen: set[Path] = set()  # real paths of the folders walked, so a link loop is walked once
-        for folder, subfolders, files in os.walk(self.root, onerror=fail, followlinks=True):
-            base = Path(folder)
-            real = base.resolve()
-            if real in seen:
-                subfolders[:] = []
-                continue
-            seen.add(real)
-            subfolders[:] = [d for d in subfolders if (base / d).resolve() != self.exclude]
-            for name in files:
-                path = base / name
-                try:
-                    size = path.stat().st_size
-                except OSError:  # a dangling link: let the read report it
-                    size = -1
-                found.append((path.relative_to(self.root).as_posix(), size))
-        return sorted(found)
-
-    def read(self, rel: str) -> bytes:
-        return (self.root / rel).read_bytes()
-
-    def open(self, rel: str):
-        return open(self.root / rel, "rb")
-
-    def location(self, rel: str) -> str:
-        return str(self.root / rel)
-
-
-class _ZipSource(_Source):
-    """Reads members in place; each thread has its own handle on the archive."""
-
-    def __init__(self, path: Path, location: str):
-        self.path = path
-        self.prefix = location
-        self._local = threading.local()
-        self._handles: list[zipfile.ZipFile] = []
-        self._lock = threading.Lock()
-        try:
-            infos = self._zip().infolist()
-        except (zipfile.BadZipFile, OSError) as exc:
-            raise CxrError(f"--source {location}: not a readable .zip archive ({exc})") from exc
-        # Zips made on Windows may use backslashes; a member is addressed by its "/" form.
-        self.members = {info.filename.replace("\\", "/").lstrip("/"): info
-                        for info in infos if not info.is_dir()}
-
-    def _zip(self) -> zipfile.ZipFile:
-        handle = getattr(self._local, "zip", None)
-        if handle is None:
-            handle = zipfile.ZipFile(self.path)
-            self._local.zip = handle
-            with self._lock:
-                self._handles.append(handle)
-        return handle
-
-    def entries(self) -> list[tuple[str, int]]:
-        return sorted((rel, info.file_size) for rel, info in self.members.items())
-
-    def read(self, rel: str) -> bytes:
-        with self._member_errors():
-            return self._zip().read(self.members[rel])
-
-    @contextlib.contextmanager
-    def open(self, rel: str) -> Iterator[BinaryIO]:
-        with self._member_errors(), self._zip().open(self.members[rel]) as f:
-            yield f
-
-    @staticmethod
-    @contextlib.contextmanager
-    def _member_errors() -> Iterator[None]:
-        try:
-            yield
-        except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
-            raise ImageSkip(images.TRUNCATED, f"corrupt zip member ({exc})") from exc
-        except (RuntimeError, NotImplementedError) as exc:
-            raise ImageSkip(images.NOT_AN_IMAGE, f"zip member cannot be read ({exc})") from exc
-
-    def location(self, rel: str) -> str:
-        return f"{self.prefix}!/{self.members[rel].filename}"
-
-    def close(self) -> None:
-        for handle in self._handles:
-            handle.close()
-
-
-class _GcsSource(_Source):
-    """Objects under a prefix; prepare() downloads (verified) the files ingest will read."""
-
-    def __init__(self, objects: list[storage.GcsObject], tmp: Path):
-        self.objects = {o.relative: o for o in objects}
-        self.tmp = tmp
-        self.local: dict[str, Path] = {}
-
-    def entries(self) -> list[tuple[str, int]]:
-        return sorted((rel, o.size) for rel, o in self.objects.items())
-
-    def prepare(self, rels: list[str], workers: int) -> None:
-        # Local names are numbers: object names may hold characters or '..' a file system refuses.
-        self.local = {rel: self.tmp / f"{i:07d}" for i, rel in enumerate(rels)}
-        storage.download_objects([self.objects[r] for r in rels], list(self.local.values()),
-                                 workers=workers, label="ingest: download")
-
-    def read(self, rel: str) -> bytes:
-        return self.local[rel].read_bytes()
-
-    def open(self, rel: str):
-        return open(self.local[rel], "rb")
-
-    def location(self, rel: str) -> str:
-        return self.objects[rel].uri
-
-
-def _make_demo_source(source: str, folder: Path) -> Path:
-    """Writes the demo dataset that a `demo:N` source names (N images, seed 0) into `folder`."""
-    from components.core.demo import make_demo_dataset
-
-    count = source[len(DEMO_SOURCE_PREFIX):]
-    if not count.isdigit():
-        raise CxrError(f"--source {source}: a demo source is demo:N with N the number of images, "
-                       "e.g. demo:240")
-    make_demo_dataset(folder / "demo-data", total=int(count), seed=0)
-    return folder / "demo-data"
-
-
-@contextlib.contextmanager
-def _open_source(source: str, workers: int, exclude: Path | None = None) -> Iterator[_Source]:
-    with contextlib.ExitStack() as stack:
-        if storage.is_gcs_uri(source):
-            objects = storage.list_objects(source)
-            tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="cxr-ingest-")))
-            _, name = storage.split_gcs_uri(source)
-            if len(objects) == 1 and objects[0].name == name and name.lower().endswith(".zip"):
-                local_zip = tmp / "source.zip"
-                storage.download_objects(objects, [local_zip], workers=1, label="ingest: download")
-                src: _Source = _ZipSource(local_zip, source)
-            else:
-                src = _GcsSource(objects, tmp)
-        elif source.startswith(DEMO_SOURCE_PREFIX):
-            tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="cxr-demo-")))
-            src = _DirSource(_make_demo_source(source, tmp))
-        else:
-            path = Path(source)
-            if path.is_dir():
-                src = _DirSource(path, exclude)
-            elif path.is_file() and zipfile.is_zipfile(path):
-                src = _ZipSource(path, str(path.resolve()))
-            elif path.exists():
-                raise CxrError(f"--source {source}: not a folder or .zip archive; give the dataset "
-                               "folder, a .zip of it or gs://BUCKET/PREFIX")
-            else:
-                raise CxrError(f"--source {source}: no such file or folder; give the dataset folder, "
-                               "a .zip of it or gs://BUCKET/PREFIX")
-        stack.callback(src.close)
-        yield src
-
 
 # ---------------------------------------------------------------------------------------------
 # Which files are samples
 # ---------------------------------------------------------------------------------------------
 
-def _classify(entries: list[tuple[str, int]], max_file_bytes: int
-              ) -> tuple[list[_Candidate], list[dict], Counter]:
+
+def _classify(
+    entries: list[tuple[str, int]], max_file_bytes: int
+) -> tuple[list[_Candidate], list[dict], Counter]:
     """Sorts files into sample candidates, skipped samples and ignored files (counted by kind)."""
     candidates, skipped, ignored = [], [], Counter({kind: 0 for kind in IGNORED_KINDS})
     roots: dict[tuple[str, ...], str] = {}
@@ -342,13 +153,19 @@ def _classify(entries: list[tuple[str, int]], max_file_bytes: int
             class_name = class_for_folder(parts[-3]) if len(parts) >= 3 else None
             if class_name is None:
                 above = f"folder {parts[-3]!r}" if len(parts) >= 3 else "no folder"
-                skipped.append(_skip(rel, images.UNKNOWN_CLASS, f"{above} above images/ names no class "
-                                     f"({', '.join(CLASS_NAMES)})"))
+                skipped.append(
+                    _skip(
+                        rel,
+                        images.UNKNOWN_CLASS,
+                        f"{above} above images/ names no class ({', '.join(CLASS_NAMES)})",
+                    )
+                )
             elif size == 0:
                 skipped.append(_skip(rel, images.EMPTY, "the file has 0 bytes"))
             elif size > max_file_bytes:
-                skipped.append(_skip(rel, images.TOO_LARGE, f"{size:,} bytes is over the limit of "
-                                                            f"{max_file_bytes:,}"))
+                skipped.append(
+                    _skip(rel, images.TOO_LARGE, f"{size:,} bytes is over the limit of {max_file_bytes:,}")
+                )
             else:
                 roots.setdefault(tuple(parts[:-3]), rel)
                 candidates.append(_Candidate(rel, "/".join(parts[-3:]), class_name))
@@ -362,8 +179,10 @@ def _classify(entries: list[tuple[str, int]], max_file_bytes: int
             ignored["other"] += 1
     if len(roots) > 1:
         shown = ", ".join(repr("/".join(root) or ".") for root in sorted(roots)[:3])
-        raise CxrError(f"the source holds class folders under {len(roots)} different folders ({shown}); "
-                       "point --source at one dataset folder")
+        raise CxrError(
+            f"the source holds class folders under {len(roots)} different folders ({shown}); "
+            "point --source at one dataset folder"
+        )
     return candidates, skipped, ignored
 
 
@@ -375,6 +194,7 @@ def _skip(path: str, reason: str, detail: str) -> dict:
 # Pass 1: headers; pass 2: decode into pixels.npy
 # ---------------------------------------------------------------------------------------------
 
+
 def _run(items: list, work: Callable, workers: int, label: str) -> list:
     progress = Progress(label, len(items))
     results = []
@@ -385,9 +205,11 @@ def _run(items: list, work: Callable, workers: int, label: str) -> list:
     return results
 
 
-def _read_headers(src: _Source, candidates: list[_Candidate], skipped: list[dict], max_pixels: int,
-                  workers: int) -> list[_Candidate]:
+def _read_headers(
+    src: Source, candidates: list[_Candidate], skipped: list[dict], max_pixels: int, workers: int
+) -> list[_Candidate]:
     """Pass 1: the header of each candidate; returns those readable, in row order."""
+
     def work(c: _Candidate) -> _Candidate | dict:
         try:
             with src.open(c.rel) as f:
@@ -410,14 +232,24 @@ def _most_common_side(candidates: list[_Candidate]) -> int:
     return max(sides.items(), key=lambda item: (item[1], item[0]))[0]
 
 
-def _decode_all(src: _Source, candidates: list[_Candidate], skipped: list[dict], out_dir: Path,
-                size: int, max_pixels: int, workers: int) -> list[dict]:
-    """Pass 2: decodes each image once into out_dir/pixels.npy.partial; returns the index rows
-    (none, and no pixels file, when every image fails)."""
+def _decode_all(
+    src: Source,
+    candidates: list[_Candidate],
+    skipped: list[dict],
+    out_dir: Path,
+    size: int,
+    max_pixels: int,
+    workers: int,
+) -> list[dict]:
+    """Pass 2: decodes each image once into out_dir/pixels.npy.partial; returns the index rows.
+
+    No rows, and no pixels file, when every image fails.
+    """
     out_dir = _prepare_out_dir(out_dir)
     partial = out_dir / (PIXELS_FILE + _PARTIAL)
-    pixels = np.lib.format.open_memmap(partial, mode="w+", dtype=np.uint8,
-                                       shape=(len(candidates), size, size))
+    pixels = np.lib.format.open_memmap(
+        partial, mode="w+", dtype=np.uint8, shape=(len(candidates), size, size)
+    )
 
     def work(row: int) -> dict:
         c = candidates[row]
@@ -430,11 +262,18 @@ def _decode_all(src: _Source, candidates: list[_Candidate], skipped: list[dict],
             return _skip(c.rel, images.TRUNCATED, f"cannot read the file ({exc.strerror or exc})")
         pixels[row] = images.resize_square(decoded.pixels, size)
         header = decoded.header
-        return {"row": row, "id": c.id, "class_name": c.class_name,
-                "sha256": hashlib.sha256(data).hexdigest(),
-                "pixel_sha256": images.pixel_sha256(decoded.pixels),
-                "source_path": src.location(c.rel), "width": header.width, "height": header.height,
-                "mode": header.mode, "format": header.format}
+        return {
+            "row": row,
+            "id": c.id,
+            "class_name": c.class_name,
+            "sha256": hashlib.sha256(data).hexdigest(),
+            "pixel_sha256": images.pixel_sha256(decoded.pixels),
+            "source_path": src.location(c.rel),
+            "width": header.width,
+            "height": header.height,
+            "mode": header.mode,
+            "format": header.format,
+        }
 
     records, failed = [], []
     try:
@@ -460,7 +299,7 @@ def _drop_rows(path: Path, keep: list[int]) -> None:
     tmp = path.with_name(path.name + ".compact")
     new = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(keep),) + old.shape[1:])
     for start in range(0, len(keep), _COPY_ROWS):
-        new[start:start + _COPY_ROWS] = old[keep[start:start + _COPY_ROWS]]
+        new[start : start + _COPY_ROWS] = old[keep[start : start + _COPY_ROWS]]
     new.flush()
     del new, old
     tmp.replace(path)
@@ -478,6 +317,7 @@ def _prepare_out_dir(out_dir: Path) -> Path:
 # ---------------------------------------------------------------------------------------------
 # Index, duplicates, summary, publication
 # ---------------------------------------------------------------------------------------------
+
 
 def _index(records: list[dict]) -> pd.DataFrame:
     index = pd.DataFrame(records).drop(columns="row").reset_index(drop=True)
@@ -497,7 +337,9 @@ def fingerprint(pairs: list[tuple[str, str]]) -> str:
     return digest.hexdigest()
 
 
-def _summary(source: str, index: pd.DataFrame, skipped: list[dict], ignored: Counter, size: int) -> dict:
+def _summary(
+    source: str, index: pd.DataFrame, skipped: list[dict], ignored: Counter, size: int
+) -> DatasetSummary:
     dup = index[index["duplicate_group"] >= 0]
     groups = [list(ids) for _, ids in dup.groupby("duplicate_group")["id"]]
     cross = int((dup.groupby("duplicate_group")["class_name"].nunique() > 1).sum())
@@ -520,16 +362,6 @@ def _summary(source: str, index: pd.DataFrame, skipped: list[dict], ignored: Cou
     }
 
 
-def _publish(out_dir: Path, index: pd.DataFrame, summary: dict) -> None:
-    """Renames the finished outputs into place; summary.json last, as the sign of a whole artifact."""
-    index_partial = out_dir / (INDEX_FILE + _PARTIAL)
-    index.to_csv(index_partial, index=False)
-    (out_dir / SUMMARY_FILE).unlink(missing_ok=True)
-    (out_dir / (PIXELS_FILE + _PARTIAL)).replace(out_dir / PIXELS_FILE)
-    index_partial.replace(out_dir / INDEX_FILE)
-    write_json(out_dir / SUMMARY_FILE, summary)
-
-
 def _ignored_text(ignored: Counter) -> str:
     return ", ".join(f"{kind} {ignored[kind]}" for kind in IGNORED_KINDS if ignored[kind]) or "nothing"
 
@@ -547,43 +379,19 @@ def _report_skipped(skipped: list[dict]) -> None:
 
 
 def _report(summary: dict) -> None:
-    log(f"ingested {summary['images']} images at {summary['stored_size']}x{summary['stored_size']} "
-        f"({summary['resized']} resized): "
-        + ", ".join(f"{c} {n}" for c, n in summary["per_class"].items()))
-    log("colour modes: " + ", ".join(f"{m} {n}" for m, n in summary["color_modes"].items())
-        + "; formats: " + ", ".join(f"{f} {n}" for f, n in summary["formats"].items()))
-    log(f"duplicate groups: {summary['duplicate_groups']} "
+    log(
+        f"ingested {summary['images']} images at {summary['stored_size']}x{summary['stored_size']} "
+        f"({summary['resized']} resized): " + ", ".join(f"{c} {n}" for c, n in summary["per_class"].items())
+    )
+    log(
+        "colour modes: "
+        + ", ".join(f"{m} {n}" for m, n in summary["color_modes"].items())
+        + "; formats: "
+        + ", ".join(f"{f} {n}" for f, n in summary["formats"].items())
+    )
+    log(
+        f"duplicate groups: {summary['duplicate_groups']} "
         f"({summary['cross_class_duplicate_groups']} across classes); "
-        f"ignored: {_ignored_text(Counter(summary['ignored']))}")
+        f"ignored: {_ignored_text(Counter(summary['ignored']))}"
+    )
     _report_skipped(summary["skipped"])
-
-
-# ---------------------------------------------------------------------------------------------
-# The KFP component
-# ---------------------------------------------------------------------------------------------
-
-@component
-def ingest_op(source: str, dataset_fingerprint: str, stored_size: int, dataset: Output[Dataset]):
-    """Decodes and validates every image of the source once.
-
-    Consumes `source` (a folder, .zip or gs:// prefix the task can read); `dataset_fingerprint` is
-    only a cache key (KFP caches on parameters, not on the bytes behind a gs:// URI): give the
-    fingerprint `cxr ingest` prints so a data change invalidates the cache; a mismatch is logged.
-    `stored_size` 0 means the most common image size. Produces the `dataset` artifact (summary.json,
-    index.csv, pixels.npy) whose metadata carries the image counts, duplicate groups, stored size
-    and the computed fingerprint.
-    """
-    from pathlib import Path
-
-    from components.core.progress import log
-    from components.ingest import ingest
-
-    summary = ingest(source, Path(dataset.path), stored_size=stored_size or None)
-    if dataset_fingerprint and dataset_fingerprint != summary["fingerprint"]:
-        log(f"warning: dataset_fingerprint {dataset_fingerprint} is not the fingerprint of {source} "
-            f"({summary['fingerprint']}); pass the latter so KFP caching follows the data")
-    dataset.metadata.update({"images": summary["images"], **summary["per_class"],
-                             "skipped": len(summary["skipped"]),
-                             "duplicate_groups": summary["duplicate_groups"],
-                             "stored_size": summary["stored_size"], "fingerprint": summary["fingerprint"]})
-

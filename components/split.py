@@ -1,7 +1,7 @@
 """Stratified, seeded hold-out that keeps identical images on one side.
 
-Output folder D: D/train.txt, D/val.txt, D/test.txt (image ids, one per line, sorted) and
-D/summary.json (fractions, seed, per-class counts per side).
+Consumes a dataset artifact; produces a split artifact (components/artifacts/split.py): the id lists
+of each side and a summary with per-class counts per side.
 
 The unit of splitting is a duplicate group (images with identical pixels, from the ingest index;
 a unique image is a group of one), so a copy of a validation image never sits in training. A
@@ -11,37 +11,32 @@ images, then to validation likewise, then the rest to training (a duplicate grou
 share by its size minus one).
 """
 
-
-import hashlib
 from pathlib import Path
 
 import numpy as np
-from kfp.dsl import Artifact, Dataset, Input, Output
 
-from components.core.artifacts import component
+from components.artifacts.dataset import open_dataset
+from components.artifacts.split import SIDES, SplitSummary, split_fingerprint, write_split
+from components.core import study
 from components.core.checks import check_fractions
 from components.core.classes import CLASS_NAMES, class_index
-from components.core.dataset import open_dataset, read_json, write_json, write_text
 from components.core.errors import CxrError
 from components.core.progress import log
 
-SIDES = ("train", "val", "test")
 
-# Named split protocols: (val_fraction, test_fraction).
-PRESETS = {
-    "holdout-70-30": (0.3, 0.0),   # the study's stated method: 70 % train, 30 % validation
-    "study-80-10-10": (0.1, 0.1),  # what its confusion matrices come from: 10 % of each class tested
-}
-DEFAULT_PRESET = "holdout-70-30"
-
-
-def split(dataset_dir: Path, out_dir: Path, *, val_fraction: float = 0.3, test_fraction: float = 0.0,
-          seed: int = 42) -> dict:
+def split(
+    dataset_dir: Path,
+    out_dir: Path,
+    *,
+    val_fraction: float = study.VAL_FRACTION,
+    test_fraction: float = study.TEST_FRACTION,
+    seed: int = study.SPLIT_SEED,
+) -> SplitSummary:
     """Splits an ingested dataset into train / val / test id lists.
 
     Args:
         dataset_dir: an ingested dataset folder (`cxr ingest --out`).
-        out_dir: where the id lists and summary.json go (replaced on rerun).
+        out_dir: the split folder to write (replaced on rerun).
         val_fraction: share of each class for validation (0 < f < 1).
         test_fraction: share of each class for the test side (0 ≤ f < 1); 0 means no test side.
         seed: shuffling seed; the same seed and dataset always give the same split.
@@ -71,53 +66,31 @@ def split(dataset_dir: Path, out_dir: Path, *, val_fraction: float = 0.3, test_f
     ids = index["id"].to_numpy()
     names = index["class_name"].to_numpy()
     sides = {side: sorted(ids[side_of_row == side]) for side in SIDES}
-    per_class = {side: {c: int((names[side_of_row == side] == c).sum()) for c in CLASS_NAMES}
-                 for side in SIDES}
+    per_class = {
+        side: {c: int((names[side_of_row == side] == c).sum()) for c in CLASS_NAMES} for side in SIDES
+    }
     if not sides["train"] or not sides["val"]:
-        raise CxrError(f"{dataset_dir}: too few images ({len(index)}) for a train and a validation side; "
-                       "ingest more images or change --val-fraction")
-    summary = {
+        raise CxrError(
+            f"{dataset_dir}: too few images ({len(index)}) for a train and a validation side; "
+            "ingest more images or change --val-fraction"
+        )
+    summary: SplitSummary = {
         "val_fraction": val_fraction,
         "test_fraction": test_fraction,
         "seed": seed,
-        "dataset_fingerprint": dataset.summary.get("fingerprint"),
+        "dataset_fingerprint": dataset.fingerprint,
         "split_fingerprint": split_fingerprint(sides),
         "counts": {side: len(sides[side]) for side in SIDES},
         "per_class": per_class,
         "duplicate_groups_kept_together": sum(1 for _, rows in groups if len(rows) > 1),
     }
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    write_split(Path(out_dir), sides, summary)
     for side in SIDES:
-        write_text(out_dir / f"{side}.txt", "".join(f"{i}\n" for i in sides[side]))
-    write_json(out_dir / "summary.json", summary)
-    for side in SIDES:
-        log(f"split: {side:5s} {summary['counts'][side]:6d}  " +
-            "  ".join(f"{c}={n}" for c, n in per_class[side].items()))
+        log(
+            f"split: {side:5s} {summary['counts'][side]:6d}  "
+            + "  ".join(f"{c}={n}" for c, n in per_class[side].items())
+        )
     return summary
-
-
-def load_split(split_dir: Path) -> dict[str, list[str]]:
-    """The id lists of a split folder: {"train": [...], "val": [...], "test": [...]}."""
-    split_dir = Path(split_dir)
-    read_json(split_dir / "summary.json", "split")
-    missing = [side for side in SIDES if not (split_dir / f"{side}.txt").is_file()]
-    if missing:
-        raise CxrError(f"{split_dir} has no {missing[0]}.txt; run `cxr split --out {split_dir}` again")
-    return {side: (split_dir / f"{side}.txt").read_text().splitlines() for side in SIDES}
-
-
-def split_fingerprint(sides: dict[str, list[str]]) -> str:
-    """sha256 over the sorted id lists of every side: equal fingerprints, identical splits."""
-    digest = hashlib.sha256()
-    for side in SIDES:
-        digest.update(f"[{side}]\n".encode() + "".join(f"{i}\n" for i in sorted(sides[side])).encode())
-    return digest.hexdigest()
-
-
-def split_summary(split_dir: Path) -> dict:
-    """summary.json of a split folder."""
-    return read_json(Path(split_dir) / "summary.json", "split")
 
 
 def _groups(duplicate_group: np.ndarray, class_names: np.ndarray) -> list[tuple[str, np.ndarray]]:
@@ -134,20 +107,3 @@ def _groups(duplicate_group: np.ndarray, class_names: np.ndarray) -> list[tuple[
         majority = max(CLASS_NAMES, key=lambda c: (names.count(c), -class_index(c)))
         groups.append((majority, np.array(rows)))
     return groups
-
-
-@component
-def split_op(dataset: Input[Dataset], split_ids: Output[Artifact], val_fraction: float,
-             test_fraction: float, seed: int):
-    """Splits the ingested dataset into train / val / test id lists.
-
-    Consumes the `dataset` artifact of ingest_op; produces `split_ids`, a folder with train.txt,
-    val.txt, test.txt and summary.json (per-class counts per side, also in the artifact metadata).
-    """
-    from pathlib import Path
-
-    from components.split import split
-
-    summary = split(Path(dataset.path), Path(split_ids.path), val_fraction=val_fraction,
-                    test_fraction=test_fraction, seed=seed)
-    split_ids.metadata.update(summary["counts"])

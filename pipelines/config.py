@@ -37,9 +37,9 @@ _IMAGE_NAMES = _image_names()
 class StudyConfig:
     """The pipeline's run-time parameters: what one run of the study does."""
 
-    source: str = ""                 # dataset folder, .zip or gs:// prefix (empty: demo data, local runs)
-    dataset_fingerprint: str = ""    # content fingerprint of `source`, so KFP caching sees data changes
-    stored_size: int = 0             # side of the stored pixels; 0 = the most common image size
+    source: str = ""  # dataset folder, .zip or gs:// prefix (empty: demo data, local runs)
+    dataset_fingerprint: str = ""  # content fingerprint of `source`, so KFP caching sees data changes
+    stored_size: int = 0  # side of the stored pixels; 0 = the most common image size
     val_fraction: float = defaults.VAL_FRACTION
     test_fraction: float = defaults.TEST_FRACTION
     split_seed: int = defaults.SPLIT_SEED
@@ -47,7 +47,7 @@ class StudyConfig:
     epochs: int = defaults.EPOCHS
     batch_size: int = defaults.BATCH_SIZE
     learning_rate: float = defaults.LEARNING_RATE
-    weights: str = "imagenet"        # imagenet | none | demo | local path | gs:// URI of backbone weights
+    weights: str = "imagenet"  # imagenet | none | demo | local path | gs:// URI of backbone weights
     seed: int = defaults.SEED
     variants: list[str] = field(default_factory=lambda: list(VARIANTS))
 
@@ -60,11 +60,11 @@ class ImagesConfig:
     """
 
     registry: str = _IMAGE_NAMES["DEFAULT_IMAGE_REGISTRY"]
-    tag: str = ""                    # empty: the git SHA of this checkout
+    tag: str = ""  # empty: the git SHA of this checkout
     cpu_name: str = _IMAGE_NAMES["CPU_IMAGE_NAME"]
     train_name: str = _IMAGE_NAMES["TRAIN_IMAGE_NAME"]
     train_cpu_name: str = _IMAGE_NAMES["TRAIN_CPU_IMAGE_NAME"]
-    train_build: str = "gpu"         # gpu: train_name (TensorFlow + CUDA); cpu: train_cpu_name
+    train_build: str = "gpu"  # gpu: train_name (TensorFlow + CUDA); cpu: train_cpu_name
 
     def ref(self, name: str) -> str:
         """Full reference of image `name` at the configured registry and tag."""
@@ -85,16 +85,16 @@ class ImagesConfig:
 class PlacementConfig:
     """Where and how tasks run on the cluster; the GPU settings apply to the train task only."""
 
-    accelerator_resource: str = "nvidia.com/gpu"   # Kubernetes resource name (not a GKE type string)
-    accelerator_count: int = 2                     # 0 = train on CPU (kind, CPU-only clusters)
+    accelerator_resource: str = "nvidia.com/gpu"  # Kubernetes resource name (not a GKE type string)
+    accelerator_count: int = 2  # 0 = train on CPU (kind, CPU-only clusters)
     node_selector_key: str = "cloud.google.com/gke-accelerator"
-    node_selector_value: str = "nvidia-tesla-t4"   # empty: no node selector
-    toleration_key: str = "nvidia.com/gpu"         # empty: no toleration
+    node_selector_value: str = "nvidia-tesla-t4"  # empty: no node selector
+    toleration_key: str = "nvidia.com/gpu"  # empty: no toleration
     train_cpu: str = "8"
     train_memory: str = "32G"
     step_cpu: str = "2"
     step_memory: str = "8G"
-    retries: int = 2                               # train retries (preemptible GPU nodes)
+    retries: int = 2  # train retries (preemptible GPU nodes)
     caching: bool = True
 
 
@@ -102,10 +102,10 @@ class PlacementConfig:
 class KfpConfig:
     """The Kubeflow Pipelines endpoint and how runs are named."""
 
-    host: str = ""                   # KFP API endpoint; KFP_HOST overrides
+    host: str = ""  # KFP API endpoint; KFP_HOST overrides
     experiment: str = "cxr-kfp"
-    namespace: str = ""              # multi-user Kubeflow profile namespace
-    service_account: str = ""        # run the pipeline's pods as this Kubernetes service account
+    namespace: str = ""  # multi-user Kubeflow profile namespace
+    service_account: str = ""  # run the pipeline's pods as this Kubernetes service account
     pipeline_name: str = "cxr-transfer-learning"
 
 
@@ -131,8 +131,10 @@ class Config:
         if self.images.tag == "latest":
             raise CxrError("images.tag 'latest' is not allowed: pin a tag (default: the git SHA)")
         if self.images.train_build not in ("gpu", "cpu"):
-            raise CxrError(f"images.train_build {self.images.train_build!r}: choose gpu (the CUDA image) "
-                           "or cpu (its CPU build)")
+            raise CxrError(
+                f"images.train_build {self.images.train_build!r}: choose gpu (the CUDA image) "
+                "or cpu (its CPU build)"
+            )
         return self
 
 
@@ -184,8 +186,10 @@ def _set(config: Config, dotted: str, value, *, origin: str) -> None:
     fields = {f.name: f for f in dataclasses.fields(section)} if dataclasses.is_dataclass(section) else {}
     if key not in fields:
         sections = ", ".join(f.name for f in dataclasses.fields(Config))
-        raise CxrError(f"{origin}: unknown setting {dotted!r} (sections: {sections}; see README "
-                       "'Configuration reference')")
+        raise CxrError(
+            f"{origin}: unknown setting {dotted!r} (sections: {sections}; see README "
+            "'Configuration reference')"
+        )
     setattr(section, key, _convert(value, getattr(section, key), f"{origin}: {dotted}={value!r}"))
 
 
@@ -226,12 +230,19 @@ def git_tag() -> str:
     """
     root = Path(__file__).resolve().parent.parent
     try:
-        sha = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=root, capture_output=True,
-                             text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "--no-optional-locks", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, check=True).stdout.strip()
+        sha = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"], cwd=root, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "--no-optional-locks", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError) as exc:
-        raise CxrError(f"cannot pin images to a git SHA: {root} is not a git checkout with a commit; "
-                       "set IMAGE_TAG (or --set images.tag=VERSION) to the tag the images were built with"
-                       ) from exc
+        raise CxrError(
+            f"cannot pin images to a git SHA: {root} is not a git checkout with a commit; "
+            "set IMAGE_TAG (or --set images.tag=VERSION) to the tag the images were built with"
+        ) from exc
     return f"{sha}-dirty" if dirty else sha

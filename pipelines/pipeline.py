@@ -2,20 +2,18 @@
 
     ingest ─► split ─► ParallelFor(variants, parallelism=3) { train ─► evaluate } ─► report
 
-The pipeline is built from a Config: parameter defaults come from `config.study`, every task's
-image and placement from `config.images` and `config.placement`. The train task alone asks for GPUs.
+With `study.weights: demo` a demo-backbone step pretrains the offline stand-in for ImageNet once and
+hands it to every train task. The pipeline is built from a Config: parameter defaults come from
+`config.study`, each component's image from `config.images`, placement from `config.placement`.
+The train task alone asks for GPUs.
 """
 
 import dataclasses
 
 from kfp import dsl
 
-from components.evaluate import evaluate_op
-from components.ingest import ingest_op
-from components.report import report_op
-from components.split import split_op
-from components.train import train_op
 from pipelines.config import Config
+from pipelines.ops import build_components
 from pipelines.placement import place_cpu_task, place_train_task
 
 VARIANT_PARALLELISM = 3
@@ -23,11 +21,14 @@ VARIANT_PARALLELISM = 3
 
 def make_pipeline(config: Config):
     """The @dsl.pipeline for `config` (images, placement and parameter defaults baked in)."""
-    study, images, placement = config.study, config.images, config.placement
-    cpu_image, train_image = images.cpu, images.train
+    study, placement = config.study, config.placement
+    ops = build_components(config.images.cpu, config.images.train)
+    demo_backbone = study.weights == "demo"
 
-    @dsl.pipeline(name=config.kfp.pipeline_name,
-                  description="MobileNetV2 fine-tuned three ways on chest X-rays, compared on one hold-out.")
+    @dsl.pipeline(
+        name=config.kfp.pipeline_name,
+        description="MobileNetV2 fine-tuned three ways on chest X-rays, compared on one hold-out.",
+    )
     def cxr_pipeline(
         source: str = study.source,
         dataset_fingerprint: str = study.dataset_fingerprint,
@@ -43,21 +44,42 @@ def make_pipeline(config: Config):
         seed: int = study.seed,
         variants: list = study.variants,
     ) -> dsl.Artifact:
-        ingest = ingest_op(source=source, dataset_fingerprint=dataset_fingerprint, stored_size=stored_size)
-        place_cpu_task(ingest.set_display_name("ingest"), cpu_image, placement)
-        split = split_op(dataset=ingest.outputs["dataset"], val_fraction=val_fraction,
-                         test_fraction=test_fraction, seed=split_seed)
-        place_cpu_task(split.set_display_name("split"), cpu_image, placement)
+        ingest = ops.ingest(source=source, dataset_fingerprint=dataset_fingerprint, stored_size=stored_size)
+        place_cpu_task(ingest.set_display_name("ingest"), placement)
+        split = ops.split(
+            dataset=ingest.outputs["dataset"],
+            val_fraction=val_fraction,
+            test_fraction=test_fraction,
+            seed=split_seed,
+        )
+        place_cpu_task(split.set_display_name("split"), placement)
+        backbone = {}
+        if demo_backbone:
+            pretrain = ops.demo_backbone(image_size=image_size)
+            place_cpu_task(pretrain.set_display_name("demo-backbone"), placement)
+            backbone = {"backbone": pretrain.outputs["backbone"]}
         with dsl.ParallelFor(items=variants, parallelism=VARIANT_PARALLELISM, name="variants") as variant:
-            train = train_op(dataset=ingest.outputs["dataset"], split_ids=split.outputs["split_ids"],
-                             variant=variant, epochs=epochs, batch_size=batch_size,
-                             learning_rate=learning_rate, image_size=image_size, weights=weights, seed=seed)
-            place_train_task(train.set_display_name("train"), train_image, placement)
-            evaluate = evaluate_op(dataset=ingest.outputs["dataset"], split_ids=split.outputs["split_ids"],
-                                   model=train.outputs["model"])
-            place_cpu_task(evaluate.set_display_name("evaluate"), cpu_image, placement)
-        report = report_op(evaluations=dsl.Collected(evaluate.outputs["evaluation"]))
-        place_cpu_task(report.set_display_name("report"), cpu_image, placement)
+            train = ops.train(
+                dataset=ingest.outputs["dataset"],
+                split_ids=split.outputs["split_ids"],
+                variant=variant,
+                epochs=epochs,
+                batch_size=batch_size,
+                learning_rate=learning_rate,
+                image_size=image_size,
+                weights=weights,
+                seed=seed,
+                **backbone,
+            )
+            place_train_task(train.set_display_name("train"), placement)
+            evaluate = ops.evaluate(
+                dataset=ingest.outputs["dataset"],
+                split_ids=split.outputs["split_ids"],
+                model=train.outputs["model"],
+            )
+            place_cpu_task(evaluate.set_display_name("evaluate"), placement)
+        report = ops.report(evaluations=dsl.Collected(evaluate.outputs["evaluation"]))
+        place_cpu_task(report.set_display_name("report"), placement)
         return report.outputs["comparison"]
 
     return cxr_pipeline

@@ -11,9 +11,8 @@ from kfp import dsl, kubernetes
 from pipelines.config import PlacementConfig
 
 
-def place_train_task(task: dsl.PipelineTask, image: str, placement: PlacementConfig) -> dsl.PipelineTask:
-    """Pins the training image, GPUs, node selector, toleration, resources and retries on `task`."""
-    task.container_spec.image = image
+def place_train_task(task: dsl.PipelineTask, placement: PlacementConfig) -> dsl.PipelineTask:
+    """Sets the GPUs, node selector, toleration, resources and retries of the train task."""
     task.set_cpu_request(placement.train_cpu).set_cpu_limit(placement.train_cpu)
     task.set_memory_request(placement.train_memory).set_memory_limit(placement.train_memory)
     if placement.accelerator_count > 0:
@@ -22,17 +21,17 @@ def place_train_task(task: dsl.PipelineTask, image: str, placement: PlacementCon
         if placement.node_selector_value:
             kubernetes.add_node_selector(task, placement.node_selector_key, placement.node_selector_value)
         if placement.toleration_key:
-            kubernetes.add_toleration(task, key=placement.toleration_key, operator="Exists",
-                                      effect="NoSchedule")
+            kubernetes.add_toleration(
+                task, key=placement.toleration_key, operator="Exists", effect="NoSchedule"
+            )
     if placement.retries:
         task.set_retry(num_retries=placement.retries, backoff_duration="60s", backoff_factor=2.0)
     task.set_caching_options(placement.caching)
     return task
 
 
-def place_cpu_task(task: dsl.PipelineTask, image: str, placement: PlacementConfig) -> dsl.PipelineTask:
-    """Pins the CPU image and modest CPU/memory requests (no GPU) on a non-training step."""
-    task.container_spec.image = image
+def place_cpu_task(task: dsl.PipelineTask, placement: PlacementConfig) -> dsl.PipelineTask:
+    """Sets modest CPU/memory requests (no GPU) on a non-training step."""
     task.set_cpu_request(placement.step_cpu).set_memory_request(placement.step_memory)
     task.set_memory_limit(placement.step_memory)
     task.set_caching_options(placement.caching)

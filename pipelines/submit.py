@@ -24,16 +24,19 @@ from pipelines.pipeline import pipeline_arguments
 FINISHED = {"SUCCEEDED", "FAILED", "SKIPPED", "CANCELED", "CANCELLED", "ERROR"}
 
 
-def submit(config: Config, *, wait: bool = False, timeout_s: float = 24 * 3600, poll_s: float = 10.0,
-           env=None) -> dict:
+def submit(
+    config: Config, *, wait: bool = False, timeout_s: float = 24 * 3600, poll_s: float = 10.0, env=None
+) -> dict:
     """Submits one run; with `wait`, follows it and fails unless it succeeds. Returns run id, URL, state."""
     import kfp
 
     env = os.environ if env is None else env
     host = config.kfp.host.rstrip("/")
     if not host:
-        raise CxrError("no KFP endpoint: set KFP_HOST (e.g. http://127.0.0.1:8080 after "
-                       "`kubectl port-forward -n kubeflow svc/ml-pipeline-ui 8080:80`) or --host")
+        raise CxrError(
+            "no KFP endpoint: set KFP_HOST (e.g. http://127.0.0.1:8080 after "
+            "`kubectl port-forward -n kubeflow svc/ml-pipeline-ui 8080:80`) or --host"
+        )
     run_name = f"{config.kfp.pipeline_name}-{config.images.tag or git_tag()}-{time.strftime('%Y%m%d-%H%M%S')}"
     _check_endpoint(host, env)
     with tempfile.TemporaryDirectory() as tmp:
@@ -41,17 +44,26 @@ def submit(config: Config, *, wait: bool = False, timeout_s: float = 24 * 3600, 
         # kfp.Client prints its own "Run details" links on stdout; keep stdout for our JSON result.
         try:
             with contextlib.redirect_stdout(sys.stderr):
-                client = kfp.Client(host=host, existing_token=env.get("KFP_TOKEN") or None,
-                                    cookies=env.get("KFP_COOKIE") or None,
-                                    namespace=config.kfp.namespace or "kubeflow")
+                client = kfp.Client(
+                    host=host,
+                    existing_token=env.get("KFP_TOKEN") or None,
+                    cookies=env.get("KFP_COOKIE") or None,
+                    namespace=config.kfp.namespace or "kubeflow",
+                )
                 result = client.create_run_from_pipeline_package(
-                    str(package), arguments=pipeline_arguments(config), run_name=run_name,
-                    experiment_name=config.kfp.experiment, namespace=config.kfp.namespace or None,
+                    str(package),
+                    arguments=pipeline_arguments(config),
+                    run_name=run_name,
+                    experiment_name=config.kfp.experiment,
+                    namespace=config.kfp.namespace or None,
                     enable_caching=config.placement.caching,
-                    service_account=config.kfp.service_account or None)
+                    service_account=config.kfp.service_account or None,
+                )
         except Exception as exc:  # urllib3, ApiException and friends: all mean "the host said no"
-            raise CxrError(f"KFP endpoint {host} {_reason(exc)}; check KFP_HOST, the port-forward "
-                           "and KFP_TOKEN / KFP_COOKIE") from exc
+            raise CxrError(
+                f"KFP endpoint {host} {_reason(exc)}; check KFP_HOST, the port-forward "
+                "and KFP_TOKEN / KFP_COOKIE"
+            ) from exc
     run_id = result.run_id
     url = f"{host}/#/runs/details/{run_id}"
     log(f"submit: run {run_name} started in experiment {config.kfp.experiment}: {url}")
@@ -69,8 +81,10 @@ def _wait(client, run_id: str, timeout_s: float, poll_s: float) -> str:
         try:
             state = str(client.get_run(run_id).state or "PENDING").upper()
         except Exception as exc:  # the API went away or refused us while we waited
-            raise CxrError(f"lost track of run {run_id}: the KFP endpoint {_reason(exc)}; the run may still "
-                           "be going: check it in the Kubeflow UI") from exc
+            raise CxrError(
+                f"lost track of run {run_id}: the KFP endpoint {_reason(exc)}; the run may still "
+                "be going: check it in the Kubeflow UI"
+            ) from exc
         if state != last:
             log(f"submit: run {run_id} is {state}")
             last = state
@@ -96,16 +110,19 @@ def _check_endpoint(host: str, env) -> None:
         with urllib.request.urlopen(request, timeout=15) as response:
             body = response.read()
     except urllib.error.HTTPError as exc:
-        raise CxrError(f"KFP endpoint {host} refused the request (HTTP {exc.code} {exc.reason}); "
-                       f"{hint}") from exc
+        raise CxrError(
+            f"KFP endpoint {host} refused the request (HTTP {exc.code} {exc.reason}); {hint}"
+        ) from exc
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         raise CxrError(f"KFP endpoint {host} is unreachable ({reason}); {hint}") from exc
     try:
         json.loads(body)
     except ValueError as exc:
-        raise CxrError(f"KFP endpoint {host} answered with a non-API page (a login page?); set "
-                       "KFP_COOKIE or KFP_TOKEN, or point KFP_HOST at the pipelines API") from exc
+        raise CxrError(
+            f"KFP endpoint {host} answered with a non-API page (a login page?); set "
+            "KFP_COOKIE or KFP_TOKEN, or point KFP_HOST at the pipelines API"
+        ) from exc
 
 
 def _reason(exc: Exception) -> str:

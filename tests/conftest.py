@@ -14,8 +14,9 @@ from components.core.classes import CLASS_NAMES
 DEFAULT_PER_CLASS = {"COVID": 3, "Lung_Opacity": 2, "Normal": 4, "Viral Pneumonia": 2}
 
 
-def write_kaggle_folder(root: Path, per_class: dict[str, int] | None = None, *, size: int = 16,
-                        seed: int = 0, extras: bool = True) -> Path:
+def write_kaggle_folder(
+    root: Path, per_class: dict[str, int] | None = None, *, size: int = 16, seed: int = 0, extras: bool = True
+) -> Path:
     """Writes a small dataset folder in the Kaggle layout: CLASS/images/CLASS-i.png (8-bit gray,
     distinct random pixels), plus CLASS/masks/, CLASS.metadata.xlsx and README.md.txt when `extras`.
 
@@ -45,7 +46,10 @@ def write_kaggle_folder(root: Path, per_class: dict[str, int] | None = None, *, 
 @pytest.fixture
 def kaggle_folder(tmp_path: Path) -> Callable[..., Path]:
     """A factory: kaggle_folder(relative_root="COVID-19_Radiography_Dataset", **write_kaggle_folder kwargs)
-    writes a Kaggle-layout dataset folder under tmp_path and returns its path."""
+    writes a Kaggle-layout dataset folder under tmp_path and returns its path.
+    """
+
     def make(relative_root: str = "COVID-19_Radiography_Dataset", **kwargs) -> Path:
         return write_kaggle_folder(tmp_path / relative_root, **kwargs)
+
     return make

@@ -53,8 +53,14 @@ class _Handler(BaseHTTPRequestHandler):
         body = None
         if data and self.headers.get("Content-Type", "").startswith("application/json"):
             body = json.loads(data)
-        self.server.scenario.requests.append({"method": self.command, "path": self.path, "body": body,
-                                              "auth": self.headers.get("Authorization")})
+        self.server.scenario.requests.append(
+            {
+                "method": self.command,
+                "path": self.path,
+                "body": body,
+                "auth": self.headers.get("Authorization"),
+            }
+        )
         return data
 
     def do_GET(self):  # noqa: N802 (http.server's naming)
@@ -69,11 +75,19 @@ class _Handler(BaseHTTPRequestHandler):
         if self.path.startswith(f"/apis/v2beta1/runs/{s.run_id}"):
             s.polls += 1
             state = "RUNNING" if s.polls <= s.running_polls else s.final_state
-            tasks = [{"display_name": "report",
-                      "state": "SUCCEEDED" if s.report_state == COMPLETE else "FAILED"},
-                     {"display_name": "evaluate", "state": "SUCCEEDED"}]
-            return self._json(200, {"run_id": s.run_id, "display_name": "r", "state": state,
-                                    "run_details": {"task_details": tasks}})
+            tasks = [
+                {"display_name": "report", "state": "SUCCEEDED" if s.report_state == COMPLETE else "FAILED"},
+                {"display_name": "evaluate", "state": "SUCCEEDED"},
+            ]
+            return self._json(
+                200,
+                {
+                    "run_id": s.run_id,
+                    "display_name": "r",
+                    "state": state,
+                    "run_details": {"task_details": tasks},
+                },
+            )
         return self._json(404, {"error": f"no route {self.path}"})
 
     def do_POST(self):  # noqa: N802
@@ -85,11 +99,19 @@ class _Handler(BaseHTTPRequestHandler):
         if self.path.startswith("/apis/v2beta1/experiments"):
             return self._json(200, {"experiment_id": "exp-1", "display_name": body["display_name"]})
         if self.path.startswith("/apis/v2beta1/runs"):
-            return self._json(200, {"run_id": s.run_id, "display_name": body["display_name"],
-                                    "experiment_id": body.get("experiment_id"), "state": "PENDING"})
+            return self._json(
+                200,
+                {
+                    "run_id": s.run_id,
+                    "display_name": body["display_name"],
+                    "experiment_id": body.get("experiment_id"),
+                    "state": "PENDING",
+                },
+            )
         if self.path.startswith("/ml_metadata.MetadataStoreService/") and self.server.mlmd:
-            return self._send(200, self.server.mlmd(self.path.rsplit("/", 1)[-1], data, s),
-                              "application/grpc-web+proto")
+            return self._send(
+                200, self.server.mlmd(self.path.rsplit("/", 1)[-1], data, s), "application/grpc-web+proto"
+            )
         return self._json(404, {"error": f"no route {self.path}"})
 
     def log_message(self, *args):
@@ -133,15 +155,17 @@ def mlmd_answer(check_run) -> Callable[[str, bytes, KfpScenario], bytes]:
             report = response.artifacts.add(id=99)
             report.custom_properties["best_variant"].string_value = s.best_variant
         trailer = b"grpc-status:0\r\ngrpc-message:\r\n"
-        return (check_run.grpc_web_frame(response.SerializeToString())
-                + check_run.grpc_web_frame(trailer, trailer=True))
+        return check_run.grpc_web_frame(response.SerializeToString()) + check_run.grpc_web_frame(
+            trailer, trailer=True
+        )
 
     return answer
 
 
 @contextlib.contextmanager
-def fake_kfp(scenario: KfpScenario | None = None, *, mlmd=None,
-             port: int = 0) -> Iterator[tuple[str, KfpScenario]]:
+def fake_kfp(
+    scenario: KfpScenario | None = None, *, mlmd=None, port: int = 0
+) -> Iterator[tuple[str, KfpScenario]]:
     """Serves a scenario on 127.0.0.1 (`port` 0: any free port); yields (URL, scenario).
 
     Args:

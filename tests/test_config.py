@@ -1,5 +1,7 @@
 """Configuration: YAML per environment, environment variables, --set overrides, clear errors."""
 
+import subprocess
+
 import pytest
 
 from components.core.errors import CxrError
@@ -14,25 +16,43 @@ def test_shipped_configs_load_and_validate():
 
 
 def test_precedence_defaults_then_yaml_then_env_then_set():
-    config = load_config(CONFIG_DIR / "local.yaml", ["study.epochs=2", "images.tag=abc"],
-                         env={"IMAGE_REGISTRY": "europe-docker.pkg.dev/p/r", "IMAGE_TAG": "from-env"})
-    assert config.study.image_size == 64            # local.yaml
-    assert config.study.epochs == 2                 # --set beats YAML
-    assert config.images.tag == "abc"               # --set beats the environment
+    config = load_config(
+        CONFIG_DIR / "local.yaml",
+        ["study.epochs=2", "images.tag=abc"],
+        env={"IMAGE_REGISTRY": "europe-docker.pkg.dev/p/r", "IMAGE_TAG": "from-env"},
+    )
+    assert config.study.image_size == 64  # local.yaml
+    assert config.study.epochs == 2  # --set beats YAML
+    assert config.images.tag == "abc"  # --set beats the environment
     assert config.images.cpu == "europe-docker.pkg.dev/p/r/cxr-kfp-cpu:abc"
-    assert config.study.learning_rate == 1e-3       # default
+    assert config.study.learning_rate == 1e-3  # default
 
 
-def test_default_tag_is_the_git_sha_never_latest():
-    config = load_config(None, env={})
-    assert not config.images.cpu.endswith(":latest") and ":" in config.images.cpu
+def test_default_tag_is_the_git_sha_of_the_checkout_and_never_latest():
+    sha = subprocess.run(
+        ["git", "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    tag = load_config(None, env={}).images.cpu.rsplit(":", 1)[1]
+    assert tag in (sha, f"{sha}-dirty")
     with pytest.raises(CxrError, match="latest"):
         load_config(None, ["images.tag=latest"], env={})
 
 
+def test_outside_a_git_checkout_the_tag_must_be_given(tmp_path, monkeypatch):
+    import pipelines.config
+
+    monkeypatch.setattr(pipelines.config, "__file__", str(tmp_path / "pipelines" / "config.py"))
+    with pytest.raises(CxrError, match="not a git checkout with a commit; set IMAGE_TAG"):
+        _ = load_config(None, env={}).images.cpu
+    assert load_config(None, ["images.tag=v1"], env={}).images.cpu.endswith(":v1")
+
+
 def test_text_settings_keep_the_text_as_typed():
-    config = load_config(None, ["images.tag=01234567", "kfp.experiment=yes", "study.weights=null",
-                                "study.source=gs://b/p: x"], env={})
+    config = load_config(
+        None,
+        ["images.tag=01234567", "kfp.experiment=yes", "study.weights=null", "study.source=gs://b/p: x"],
+        env={},
+    )
     assert config.images.tag == "01234567" and config.kfp.experiment == "yes"
     assert config.study.weights == "null" and config.study.source == "gs://b/p: x"
 
@@ -48,16 +68,19 @@ def test_lists_and_booleans_from_the_command_line():
     assert config.study.variants == ["model1", "model3"] and config.placement.caching is False
 
 
-@pytest.mark.parametrize("override, match", [
-    ("study.epochz=3", "unknown setting 'study.epochz'"),
-    ("study.epochs=three", "not a whole number"),
-    ("study.epochs=2.7", "not a whole number"),
-    ("placement.caching=ture", "not true or false"),
-    ("study.image_size=16", "study.image_size 16 is below"),
-    ("study.variants=model7", "study.variants"),
-    ("study.val_fraction=1.0", "val_fraction"),
-    ("noequals", "expected key=value"),
-])
+@pytest.mark.parametrize(
+    "override, match",
+    [
+        ("study.epochz=3", "unknown setting 'study.epochz'"),
+        ("study.epochs=three", "not a whole number"),
+        ("study.epochs=2.7", "not a whole number"),
+        ("placement.caching=ture", "not true or false"),
+        ("study.image_size=16", "study.image_size 16 is below"),
+        ("study.variants=model7", "study.variants"),
+        ("study.val_fraction=1.0", "val_fraction"),
+        ("noequals", "expected key=value"),
+    ],
+)
 def test_bad_settings_are_named(override, match):
     with pytest.raises(CxrError, match=match):
         load_config(None, [override], env={})

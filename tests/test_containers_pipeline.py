@@ -14,8 +14,12 @@ pytestmark = pytest.mark.containers
 
 
 def test_pipeline_runs_in_the_images_without_network(tmp_path, capfd):
-    report_dir = run_local(tmp_path / "run", runner="docker", demo_images=120,
-                           overrides=["study.epochs=2", "study.image_size=64"])
+    report_dir = run_local(
+        tmp_path / "run",
+        runner="docker",
+        demo_images=120,
+        overrides=["study.epochs=2", "study.image_size=64"],
+    )
     out = capfd.readouterr().out
     images = load_config(None).images  # IMAGE_REGISTRY / IMAGE_TAG: what `make build-images-local` built
     assert f"Found image '{images.cpu}'" in out

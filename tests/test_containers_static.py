@@ -1,5 +1,6 @@
 """Container definitions, checked without Docker: what a build would bake in, and what the make
-targets accept. (The images themselves are built and run by the container test tier.)"""
+targets accept. (The images themselves are built and run by the container test tier.)
+"""
 
 from __future__ import annotations
 
@@ -85,8 +86,9 @@ def test_runs_as_a_non_root_user(dockerfile):
 def test_no_credentials_or_index_urls_baked_in(dockerfile):
     for keyword, args in instructions(dockerfile):
         if keyword in ("ENV", "ARG", "LABEL"):
-            assert not re.search(r"(?i)token|passw|secret|credential|api_?key|access_?key|index_url", args), \
+            assert not re.search(r"(?i)token|passw|secret|credential|api_?key|access_?key|index_url", args), (
                 args
+            )
         assert not re.search(r"https?://", args), f"no URLs in {keyword}: index settings are build secrets"
     # Secrets reach RUN steps only as BuildKit secret mounts, never through COPY/ADD.
     text = dockerfile.read_text()
@@ -104,19 +106,21 @@ def test_dependencies_are_installed_before_the_sources_and_pinned(dockerfile):
     assert "--constraint /opt/venv-constraints.txt" in runs[deps]
     assert "--no-index" in runs[source] and "--no-deps" in runs[source]
     assert "check-pins.py" in runs[source]
-    assert "--no-cache-dir" in runs[deps] or "--mount=type=cache,target=/root/.cache/pip" in runs[deps], \
+    assert "--no-cache-dir" in runs[deps] or "--mount=type=cache,target=/root/.cache/pip" in runs[deps], (
         "pip's cache must not land in a layer"
+    )
 
 
 def test_cpu_and_train_images_share_their_dependency_layers():
     """From the final FROM to the project install both files must read the same, so the CPU
-    training image reuses the CPU image's layers."""
+    training image reuses the CPU image's layers.
+    """
 
     def shared(path: Path) -> list[tuple[str, str]]:
         steps = instructions(path)
         start = max(i for i, (k, _) in enumerate(steps) if k == "FROM")
         end = next(i for i, (k, a) in enumerate(steps) if k == "RUN" and "--mount=type=bind" in a)
-        return steps[start:end + 1]
+        return steps[start : end + 1]
 
     assert shared(CONTAINERS / "cpu.Dockerfile") == shared(CONTAINERS / "train.Dockerfile")
 
@@ -156,8 +160,9 @@ def test_constraints_satisfy_every_image_requirement():
         req = Requirement(line)
         name = canonicalize_name(req.name)
         assert name in p, f"{req.name} is not pinned in containers/constraints.txt (make constraints)"
-        assert req.specifier.contains(p[name], prereleases=True), \
+        assert req.specifier.contains(p[name], prereleases=True), (
             f"{req.name}=={p[name]} does not satisfy '{line}' (make constraints)"
+        )
 
 
 def test_dockerignore_keeps_the_context_small():
@@ -165,8 +170,13 @@ def test_dockerignore_keeps_the_context_small():
     rules = [r.strip() for r in ignore if r.strip() and not r.startswith("#")]
     assert rules[0] == "*", "an allowlist: only what the images need is sent"
     allowed = {r[1:].rstrip("/") for r in rules if r.startswith("!")}
-    assert {"pyproject.toml", "components", "pipelines", "containers/constraints.txt",
-            "containers/check-pins.py"} <= allowed
+    assert {
+        "pyproject.toml",
+        "components",
+        "pipelines",
+        "containers/constraints.txt",
+        "containers/check-pins.py",
+    } <= allowed
     assert not allowed & {".venv", ".git", "tests", "runs", ".env"}
     assert "**/__pycache__" in rules
 
@@ -189,17 +199,20 @@ def test_scripts_are_strict_bash(script):
     subprocess.run(["bash", "-n", str(script)], check=True)
 
 
-@pytest.mark.parametrize(("ref", "ok"), [
-    ("localhost/cxr-kfp-cpu:0a87c8b", True),
-    ("localhost/cxr-kfp-cpu:0a87c8b-dirty", True),
-    ("localhost:5000/cxr-kfp-train:v1.2", True),
-    ("europe-west4-docker.pkg.dev/proj/repo/cxr-kfp-train:abc", True),
-    ("localhost/cxr-kfp-cpu:latest", False),
-    ("localhost/cxr-kfp-cpu", False),
-    ("localhost:5000/cxr-kfp-cpu", False),
-    ("localhost/cxr-kfp-cpu:", False),
-    ("Localhost/CXR:1", False),
-])
+@pytest.mark.parametrize(
+    ("ref", "ok"),
+    [
+        ("localhost/cxr-kfp-cpu:0a87c8b", True),
+        ("localhost/cxr-kfp-cpu:0a87c8b-dirty", True),
+        ("localhost:5000/cxr-kfp-train:v1.2", True),
+        ("europe-west4-docker.pkg.dev/proj/repo/cxr-kfp-train:abc", True),
+        ("localhost/cxr-kfp-cpu:latest", False),
+        ("localhost/cxr-kfp-cpu", False),
+        ("localhost:5000/cxr-kfp-cpu", False),
+        ("localhost/cxr-kfp-cpu:", False),
+        ("Localhost/CXR:1", False),
+    ],
+)
 def test_image_references_are_checked(ref, ok):
     result = subprocess.run([str(CONTAINERS / "check-image-ref.sh"), ref], capture_output=True, text=True)
     assert (result.returncode == 0) == ok, result.stderr
@@ -209,24 +222,33 @@ def test_image_references_are_checked(ref, ok):
 
 # --- make: flags are validated when make reads the files, so `make -n` rejects them.
 
+
 def make_n(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["make", "--no-print-directory", "-n", "-f", str(TOP_MAKEFILE), *args],
-                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        ["make", "--no-print-directory", "-n", "-f", str(TOP_MAKEFILE), *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_top_level_makefile_includes_the_fragment():
     assert re.search(r"(?m)^-?include containers/containers\.mk\s*$", TOP_MAKEFILE.read_text())
 
 
-@pytest.mark.parametrize("args", [
-    ("build-images", "TF_VARIANT=rocm"),
-    ("build-image-train", "TF_VARIANT=cpu gpu"),
-    ("build-images", "IMAGE_TAG=latest"),
-    ("build-images-local", "IMAGE_TAG=LATEST"),
-    ("build-images", "IMAGE_TAG=a/b"),
-    ("push-images", "IMAGE_TAG=v1"),
-    ("push-images", "IMAGE_REGISTRY=localhost/cxr-kfp", "IMAGE_TAG=v1"),
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("build-images", "TF_VARIANT=rocm"),
+        ("build-image-train", "TF_VARIANT=cpu gpu"),
+        ("build-images", "IMAGE_TAG=latest"),
+        ("build-images-local", "IMAGE_TAG=LATEST"),
+        ("build-images", "IMAGE_TAG=a/b"),
+        ("push-images", "IMAGE_TAG=v1"),
+        ("push-images", "IMAGE_REGISTRY=localhost/cxr-kfp", "IMAGE_TAG=v1"),
+    ],
+)
 def test_make_rejects_bad_flags(args):
     result = make_n(*args)
     assert result.returncode != 0
@@ -257,7 +279,8 @@ def test_make_local_builds_use_the_offline_base():
 
 def test_make_default_images_are_the_ones_the_pipeline_config_names():
     """Built with no settings, the images carry the references a pipeline compiled with no
-    settings uses (registry and git-SHA tag), so compile and build agree."""
+    settings uses (registry and git-SHA tag), so compile and build agree.
+    """
     from pipelines.config import ImagesConfig
 
     result = make_n("image-refs")

@@ -11,10 +11,12 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from components.core import demo
 from components.core.classes import CLASS_NAMES
-from components.core.demo import class_counts, demo_arrays, make_demo_dataset, make_demo_weights
 from components.core.errors import CxrError
+from components.demo import backbone, phantom
+from components.demo.backbone import make_demo_weights
+from components.demo.kaggle_layout import make_demo_dataset
+from components.demo.phantom import class_counts, demo_arrays
 
 TOP_LEVEL = {*CLASS_NAMES, *(f"{name}.metadata.xlsx" for name in CLASS_NAMES), "README.md.txt"}
 
@@ -31,13 +33,13 @@ def dataset(tmp_path_factory) -> tuple[Path, dict]:
 
 
 def test_class_counts_follow_the_real_proportions():
-    assert class_counts(21165) == dict(zip(CLASS_NAMES, demo.REAL_COUNTS, strict=True))
+    assert class_counts(21165) == dict(zip(CLASS_NAMES, phantom.REAL_COUNTS, strict=True))
     assert class_counts(240) == {"COVID": 41, "Lung_Opacity": 68, "Normal": 116, "Viral Pneumonia": 15}
     assert class_counts(24) == dict.fromkeys(CLASS_NAMES, 6)
     for total in range(24, 400, 7):
         counts = class_counts(total)
         assert sum(counts.values()) == total
-        assert min(counts.values()) >= demo.MIN_PER_CLASS
+        assert min(counts.values()) >= phantom.MIN_PER_CLASS
         assert counts["Normal"] == max(counts.values())
 
 
@@ -145,8 +147,15 @@ def test_refuses_to_replace_a_folder_that_is_not_a_demo_set(tmp_path):
         make_demo_dataset(tmp_path / "a-file", total=24, size=40)
 
 
-@pytest.mark.parametrize("kwargs, word", [({"total": 10}, "--total"), ({"size": 8}, "--size"),
-                                          ({"seed": -1}, "--seed"), ({"total": 2.5}, "--total")])
+@pytest.mark.parametrize(
+    "kwargs, word",
+    [
+        ({"total": 10}, "--total"),
+        ({"size": 8}, "--size"),
+        ({"seed": -1}, "--seed"),
+        ({"total": 2.5}, "--total"),
+    ],
+)
 def test_bad_arguments_are_one_line_errors(tmp_path, kwargs, word):
     with pytest.raises(CxrError, match=word):
         make_demo_dataset(tmp_path / "d", **kwargs)
@@ -191,8 +200,9 @@ def demo_weights(tmp_path_factory):
     cache = tmp_path_factory.mktemp("cxr-cache")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("CXR_CACHE_DIR", str(cache))
-        path = make_demo_weights(tmp_path_factory.mktemp("weights") / "demo.weights.h5",
-                                 image_size=WEIGHTS_SIZE, seed=0)
+        path = make_demo_weights(
+            tmp_path_factory.mktemp("weights") / "demo.weights.h5", image_size=WEIGHTS_SIZE, seed=0
+        )
         yield path, cache
 
 
@@ -204,18 +214,20 @@ def test_second_call_copies_from_the_cache(demo_weights, tmp_path, monkeypatch):
     def no_training(*args, **kwargs):
         raise AssertionError("retrained although the weights are cached")
 
-    monkeypatch.setattr(demo, "_pretrain", no_training)
+    monkeypatch.setattr(backbone, "_pretrain", no_training)
     again = make_demo_weights(tmp_path / "sub" / "again.weights.h5", image_size=WEIGHTS_SIZE, seed=0)
     assert again.read_bytes() == path.read_bytes()
     assert [p.name for p in (cache / "demo-weights").iterdir()] == [
-        f"mobilenetv2-notop-demo-v{demo.DEMO_WEIGHTS_VERSION}-{WEIGHTS_SIZE}px-seed0.weights.h5"]
+        f"mobilenetv2-notop-demo-v{backbone.DEMO_WEIGHTS_VERSION}-{WEIGHTS_SIZE}px-seed0.weights.h5"
+    ]
 
 
 @pytest.mark.slow
 def test_frozen_backbone_features_are_useful(demo_weights):
     """MobileNetV2(weights=PATH) loads the file at any size; a linear probe on its pooled features
     of an unseen demo set (another seed) is far above chance. Measured here: 0.92 at 64 px
-    (0.84 at 96 px); randomly initialised weights give the majority-class rate, 0.48."""
+    (0.84 at 96 px); randomly initialised weights give the majority-class rate, 0.48.
+    """
     import keras
     import tensorflow as tf
     from sklearn.linear_model import LogisticRegression

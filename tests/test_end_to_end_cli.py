@@ -16,8 +16,9 @@ EPOCHS = 6
 
 
 def cxr(*args):
-    done = subprocess.run([sys.executable, "-m", "pipelines.cli", *map(str, args)], capture_output=True,
-                          text=True, timeout=900)
+    done = subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", *map(str, args)], capture_output=True, text=True, timeout=900
+    )
     assert done.returncode == 0, f"cxr {' '.join(map(str, args))} failed:\n{done.stderr[-4000:]}"
     return done
 
@@ -31,11 +32,36 @@ def study(tmp_path_factory):
     cxr("split", "--dataset", root / "dataset", "--out", root / "split", "--seed", 5)
     logs = {"ingest": ingest.stderr}
     for variant in VARIANTS:
-        logs[variant] = cxr("train", "--dataset", root / "dataset", "--split", root / "split", "--variant",
-                            variant, "--out", root / variant, "--epochs", EPOCHS, "--image-size", IMAGE_SIZE,
-                            "--weights", root / "backbone.weights.h5", "--seed", 1).stderr
-        cxr("evaluate", "--dataset", root / "dataset", "--split", root / "split", "--model", root / variant,
-            "--out", root / f"eval-{variant}")
+        logs[variant] = cxr(
+            "train",
+            "--dataset",
+            root / "dataset",
+            "--split",
+            root / "split",
+            "--variant",
+            variant,
+            "--out",
+            root / variant,
+            "--epochs",
+            EPOCHS,
+            "--image-size",
+            IMAGE_SIZE,
+            "--weights",
+            root / "backbone.weights.h5",
+            "--seed",
+            1,
+        ).stderr
+        cxr(
+            "evaluate",
+            "--dataset",
+            root / "dataset",
+            "--split",
+            root / "split",
+            "--model",
+            root / variant,
+            "--out",
+            root / f"eval-{variant}",
+        )
     evaluations = [a for v in VARIANTS for a in ("--evaluation", root / f"eval-{v}")]
     cxr("report", *evaluations, "--out", root / "report")
     return root, logs
@@ -44,7 +70,11 @@ def study(tmp_path_factory):
 def test_report_files_and_schema(study):
     root, _ = study
     assert {p.name for p in (root / "report").iterdir()} >= {
-        "comparison.json", "comparison.csv", "report.md", "report.html"}
+        "comparison.json",
+        "comparison.csv",
+        "report.md",
+        "report.html",
+    }
     comparison = json.loads((root / "report" / "comparison.json").read_text())
     assert comparison["class_names"] == list(CLASS_NAMES)
     assert comparison["selection_metric"] == "macro_f1"
@@ -87,8 +117,17 @@ def test_progress_is_shown(study):
 def test_rerunning_a_step_on_its_output_folder_replaces_it(study):
     root, _ = study
     before = (root / "split" / "train.txt").read_text()
-    cxr("split", "--dataset", root / "dataset", "--out", root / "split", "--seed", 5, "--preset",
-        "study-80-10-10")
+    cxr(
+        "split",
+        "--dataset",
+        root / "dataset",
+        "--out",
+        root / "split",
+        "--seed",
+        5,
+        "--preset",
+        "study-80-10-10",
+    )
     assert (root / "split" / "test.txt").read_text() and (root / "split" / "train.txt").read_text() != before
     cxr("split", "--dataset", root / "dataset", "--out", root / "split", "--seed", 5)
     assert (root / "split" / "train.txt").read_text() == before
@@ -96,7 +135,19 @@ def test_rerunning_a_step_on_its_output_folder_replaces_it(study):
 
 
 def test_bad_input_is_one_line_and_nonzero(tmp_path):
-    done = subprocess.run([sys.executable, "-m", "pipelines.cli", "ingest", "--source", tmp_path / "nope",
-                           "--out", tmp_path / "o"], capture_output=True, text=True)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pipelines.cli",
+            "ingest",
+            "--source",
+            tmp_path / "nope",
+            "--out",
+            tmp_path / "o",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 2
     assert done.stderr.startswith("cxr: --source") and done.stderr.count("\n") == 1

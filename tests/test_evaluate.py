@@ -7,24 +7,38 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from components.core.classes import CLASS_NAMES
-from components.core.dataset import contract_summary, open_dataset
-from components.core.errors import CxrError
-from components.core.metrics import (
+from components.artifacts.dataset import dataset_object, open_dataset
+from components.artifacts.evaluation import (
     PREDICTION_COLUMNS,
-    compute_metrics,
-    labels_from_confusion_matrix,
+    VariantEntry,
+    metrics_from_predictions,
     write_predictions,
 )
-from components.evaluate import evaluate, metrics_from_predictions
-from components.report import VARIANT_KEYS, report
-from components.split import load_split, split
+from components.artifacts.model import write_model_folder
+from components.artifacts.split import read_split
+from components.core.classes import CLASS_NAMES
+from components.core.errors import CxrError
+from components.core.metrics import compute_metrics, labels_from_confusion_matrix
+from components.evaluate import evaluate
+from components.report import report
+from components.split import split
 from tests.factories import write_dataset
 
 COUNTS = {"COVID": 10, "Lung_Opacity": 10, "Normal": 14, "Viral Pneumonia": 6}
-TRAIN_RECORD = {"variant": "model2", "title": "FC head + last conv", "trainable_layers": ["Conv_1", "head"],
-                "trainable_params": 1234, "total_params": 5678, "epochs": 2, "train_seconds": 1.5,
-                "weights": "none", "image_size": 16, "batch_size": 8, "learning_rate": 0.001, "seed": 3}
+TRAIN_RECORD = {
+    "variant": "model2",
+    "title": "FC head + last conv",
+    "trainable_layers": ["Conv_1", "head"],
+    "trainable_params": 1234,
+    "total_params": 5678,
+    "epochs": 2,
+    "train_seconds": 1.5,
+    "weights": "none",
+    "image_size": 16,
+    "batch_size": 8,
+    "learning_rate": 0.001,
+    "seed": 3,
+}
 HISTORY = {"loss": [1.2, 0.9], "accuracy": [0.4, 0.6], "val_loss": [1.1, 1.0], "val_accuracy": [0.5, 0.55]}
 
 
@@ -44,8 +58,15 @@ def test_metrics_match_hand_computed_values_with_a_class_absent():
     }
     assert list(m["per_class"]) == list(CLASS_NAMES)
     for name, (precision, recall, f1, specificity, support) in expected.items():
-        assert m["per_class"][name] == pytest.approx({"precision": precision, "recall": recall, "f1": f1,
-                                                      "specificity": specificity, "support": support})
+        assert m["per_class"][name] == pytest.approx(
+            {
+                "precision": precision,
+                "recall": recall,
+                "f1": f1,
+                "specificity": specificity,
+                "support": support,
+            }
+        )
     assert m["macro_f1"] == pytest.approx((0.8 + 0.5 + 0.75 + 0.0) / 4)
     assert m["weighted_f1"] == pytest.approx((3 * 0.8 + 2 * 0.5 + 4 * 0.75) / 9)
     json.dumps(m)  # plain Python types only
@@ -67,7 +88,11 @@ def test_prediction_file_round_trips_and_rejects_a_tampered_file(tmp_path):
     assert list(frame["predicted_class"]) == ["COVID", "Viral Pneumonia", "Lung_Opacity"]
     np.testing.assert_array_equal(frame[[f"prob_{c}" for c in CLASS_NAMES]].to_numpy(), probs)
     assert metrics_from_predictions(path)["confusion_matrix"] == [
-        [1, 0, 0, 0], [0, 0, 0, 0], [0, 1, 0, 0], [0, 0, 0, 1]]
+        [1, 0, 0, 0],
+        [0, 0, 0, 0],
+        [0, 1, 0, 0],
+        [0, 0, 0, 1],
+    ]
 
     frame.loc[0, "predicted_class"] = "Normal"
     frame.to_csv(path, index=False)
@@ -85,48 +110,64 @@ def prepared(tmp_path_factory):
     split(root / "ds", root / "split_test", val_fraction=0.25, test_fraction=0.25, seed=1)
     split(root / "ds", root / "split_val", val_fraction=0.3, seed=1)
     keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input((16, 16, 1)), keras.layers.Flatten(),
-                              keras.layers.Rescaling(1 / 255), keras.layers.Dense(4, activation="softmax")])
-    (root / "model").mkdir()
-    model.save(root / "model" / "model.keras")
-    (root / "model" / "train.json").write_text(json.dumps(TRAIN_RECORD))
-    (root / "model" / "history.json").write_text(json.dumps(HISTORY))
+    model = keras.Sequential(
+        [
+            keras.Input((16, 16, 1)),
+            keras.layers.Flatten(),
+            keras.layers.Rescaling(1 / 255),
+            keras.layers.Dense(4, activation="softmax"),
+        ]
+    )
+    write_model_folder(root / "model", model.save, HISTORY, TRAIN_RECORD)
     return root
 
 
 def test_evaluate_writes_predictions_metrics_and_dataset_from_the_test_side(prepared, capfd):
     out = prepared / "eval"
     entry = evaluate(prepared / "ds", prepared / "split_test", prepared / "model", out, batch_size=4)
-    test_ids = load_split(prepared / "split_test")["test"]
+    test_ids = read_split(prepared / "split_test").sides["test"]
 
     frame = pd.read_csv(out / "predictions.csv", keep_default_na=False)
-    assert tuple(frame.columns) == ("id", "true_class", "predicted_class",
-                                    "prob_COVID", "prob_Lung_Opacity", "prob_Normal", "prob_Viral Pneumonia")
+    assert tuple(frame.columns) == (
+        "id",
+        "true_class",
+        "predicted_class",
+        "prob_COVID",
+        "prob_Lung_Opacity",
+        "prob_Normal",
+        "prob_Viral Pneumonia",
+    )
     assert list(frame["id"]) == test_ids
     assert list(frame["true_class"]) == [i.split("/")[0] for i in test_ids]
     probs = frame[[f"prob_{c}" for c in CLASS_NAMES]].to_numpy()
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
 
     assert json.loads((out / "metrics.json").read_text()) == entry
-    assert set(VARIANT_KEYS) <= set(entry)
-    assert list(entry)[:len(VARIANT_KEYS)] == list(VARIANT_KEYS)
+    assert set(VariantEntry.__required_keys__) <= set(entry)
     assert entry["eval_side"] == "test" and entry["n_eval"] == len(test_ids)
     assert {k: entry[k] for k in TRAIN_RECORD} == TRAIN_RECORD
     assert entry["history"] == HISTORY
     cm = np.array(entry["confusion_matrix"])
     assert entry["accuracy"] == pytest.approx(np.trace(cm) / cm.sum())
     assert sum(m["support"] for m in entry["per_class"].values()) == entry["n_eval"] == cm.sum()
-    assert {k: entry[k] for k in metrics_from_predictions(out / "predictions.csv")} == \
-        metrics_from_predictions(out / "predictions.csv")
-    assert json.loads((out / "dataset.json").read_text()) == contract_summary(
-        open_dataset(prepared / "ds").summary)
+    assert {
+        k: entry[k] for k in metrics_from_predictions(out / "predictions.csv")
+    } == metrics_from_predictions(out / "predictions.csv")
+    assert json.loads((out / "dataset.json").read_text()) == dataset_object(
+        open_dataset(prepared / "ds").summary
+    )
     err = capfd.readouterr().err
     assert "predict:" in err and "evaluate: model2 accuracy" in err
 
     first = {name: (out / name).read_bytes() for name in ("predictions.csv", "metrics.json", "dataset.json")}
     evaluate(prepared / "ds", prepared / "split_test", prepared / "model", out, batch_size=4)
     assert {name: (out / name).read_bytes() for name in first} == first
-    assert sorted(p.name for p in out.iterdir()) == ["dataset.json", "metrics.json", "predictions.csv"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "artifact.json",
+        "dataset.json",
+        "metrics.json",
+        "predictions.csv",
+    ]
 
     comparison = report([out], prepared / "report")
     assert comparison["best_variant"] == "model2" and comparison["variants"] == [entry]
@@ -135,28 +176,32 @@ def test_evaluate_writes_predictions_metrics_and_dataset_from_the_test_side(prep
 def test_evaluate_uses_validation_ids_when_the_split_has_no_test_side(prepared):
     entry = evaluate(prepared / "ds", prepared / "split_val", prepared / "model", prepared / "eval_val")
     assert entry["eval_side"] == "val"
-    assert entry["n_eval"] == len(load_split(prepared / "split_val")["val"])
+    assert entry["n_eval"] == len(read_split(prepared / "split_val").sides["val"])
 
 
 def test_evaluate_rejects_missing_or_invalid_inputs_with_one_line(prepared, tmp_path):
     ds, sp, model = prepared / "ds", prepared / "split_test", prepared / "model"
     bad_model = tmp_path / "bad_model"
-    bad_model.mkdir()
-    (bad_model / "model.keras").write_bytes(b"not a zip")
-    (bad_model / "train.json").write_text(json.dumps(TRAIN_RECORD))
-    (bad_model / "history.json").write_text(json.dumps(HISTORY))
+    write_model_folder(bad_model, lambda path: path.write_bytes(b"not a zip"), HISTORY, TRAIN_RECORD)
     no_record = tmp_path / "no_record"
-    no_record.mkdir()
-    (no_record / "model.keras").write_bytes((model / "model.keras").read_bytes())
+    write_model_folder(no_record, lambda path: path.write_bytes(b"not a zip"), HISTORY, TRAIN_RECORD)
+    (no_record / "train.json").unlink()
     write_dataset(tmp_path / "other_ds", {"COVID": 6, "Normal": 6}, size=16)
     split(tmp_path / "other_ds", tmp_path / "other_split", val_fraction=0.5, seed=1)
     cases = [
-        ((ds, sp, tmp_path / "missing", tmp_path / "o1"), "model folder .*missing not found"),
-        ((ds, sp, no_record, tmp_path / "o2"), "train.json not found"),
+        (
+            (ds, sp, tmp_path / "missing", tmp_path / "o1"),
+            "--model .*missing: no such folder; run `cxr train",
+        ),
+        ((ds, sp, no_record, tmp_path / "o2"), "model artifact lacks train.json; run `cxr train"),
         ((ds, sp, bad_model, tmp_path / "o3"), "cannot load .*model.keras"),
-        ((tmp_path / "nods", sp, model, tmp_path / "o4"), "not an ingested dataset"),
-        ((ds, tmp_path / "nosplit", model, tmp_path / "o5"), "not a `cxr split` output folder"),
-        ((ds, tmp_path / "other_split", model, tmp_path / "o6"), "made from another dataset"),
+        (
+            (tmp_path / "nods", sp, model, tmp_path / "o4"),
+            "--dataset .*nods: no such folder; run `cxr ingest",
+        ),
+        ((ds, tmp_path, model, tmp_path / "o5"), "is not a split artifact .*; run `cxr split"),
+        ((ds, ds, model, tmp_path / "o6"), "--split .*ds holds a dataset artifact, expected a split"),
+        ((ds, tmp_path / "other_split", model, tmp_path / "o7"), "made from another dataset"),
     ]
     for args, message in cases:
         with pytest.raises(CxrError, match=message) as caught:

@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from components.artifacts.dataset import open_dataset
 from components.core import storage
-from components.core.dataset import open_dataset
 from components.core.errors import CxrError
 from components.ingest import ingest
 
@@ -49,8 +49,11 @@ def emulator():
     assert EMULATOR.exists(), "gcp-storage-emulator is missing: `make install` (the dev extra) installs it"
     port = _free_port()
     host = f"http://127.0.0.1:{port}"
-    proc = subprocess.Popen([str(EMULATOR), "start", "--host", "127.0.0.1", "--port", str(port),
-                             "--in-memory", "--quiet"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [str(EMULATOR), "start", "--host", "127.0.0.1", "--port", str(port), "--in-memory", "--quiet"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -103,7 +106,8 @@ def test_gs_prefix_ingests_like_the_folder(uploaded, tmp_path):
     assert b.index["source_path"][0] == f"{uri}/COVID-19_Radiography_Dataset/COVID/images/COVID-1.png"
     assert remote["ignored"] == local["ignored"] and remote["ignored"]["os_junk"] == 1
     assert [(s["path"], s["reason"]) for s in remote["skipped"]] == [
-        ("COVID-19_Radiography_Dataset/Normal/images/empty.png", "empty")]
+        ("COVID-19_Radiography_Dataset/Normal/images/empty.png", "empty")
+    ]
     # The trailing slash and the dataset folder itself as the prefix work too.
     assert ingest(uri + "/", tmp_path / "slash")["fingerprint"] == local["fingerprint"]
     deeper = ingest(f"{uri}/COVID-19_Radiography_Dataset", tmp_path / "deeper")
@@ -120,7 +124,8 @@ def test_gs_zip_object(bucket, kaggle_folder, tmp_path):
     remote = ingest(f"gs://{bucket}/raw/archive.zip", tmp_path / "remote")
     assert remote["fingerprint"] == ingest(source, tmp_path / "local")["fingerprint"]
     assert open_dataset(tmp_path / "remote").index["source_path"][0] == (
-        f"gs://{bucket}/raw/archive.zip!/COVID-19_Radiography_Dataset/COVID/images/COVID-1.png")
+        f"gs://{bucket}/raw/archive.zip!/COVID-19_Radiography_Dataset/COVID/images/COVID-1.png"
+    )
 
 
 def test_corrupted_download_is_detected(uploaded, tmp_path, monkeypatch):
@@ -133,6 +138,7 @@ def test_corrupted_download_is_detected(uploaded, tmp_path, monkeypatch):
             data = bytearray(dest.read_bytes())
             data[100] ^= 0x01
             dest.write_bytes(bytes(data))
+
     monkeypatch.setattr(storage, "_fetch", corrupting_fetch)
     with pytest.raises(CxrError, match=r"Lung_Opacity-2\.png: downloaded bytes fail the md5 check") as err:
         ingest(uri, tmp_path / "out")

@@ -13,14 +13,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from kfp import dsl
 from PIL import Image
 
+from components.artifacts.dataset import INDEX_COLUMNS, INDEX_FILE, PIXELS_FILE, SUMMARY_FILE, open_dataset
+from components.artifacts.manifest import MANIFEST_FILE
 from components.core import images
 from components.core.classes import CLASS_NAMES
-from components.core.dataset import INDEX_COLUMNS, INDEX_FILE, PIXELS_FILE, SUMMARY_FILE, open_dataset
 from components.core.errors import CxrError
-from components.ingest import ingest, ingest_op
+from components.ingest import ingest
 
 RNG = np.random.default_rng(7)
 GRAY = RNG.integers(0, 256, (12, 12), dtype=np.uint8)
@@ -62,6 +62,7 @@ def zip_folder(folder: Path, zip_path: Path, *, top: str | None = None, junk: bo
 # The artifact
 # --------------------------------------------------------------------------------------------
 
+
 def test_ingests_the_kaggle_layout_into_the_dataset_artifact(kaggle_folder, tmp_path, capsys):
     source = kaggle_folder()
     summary = ingest(str(source), tmp_path / "out")
@@ -102,8 +103,10 @@ def test_source_may_be_a_folder_that_contains_the_dataset_folder(kaggle_folder, 
     inner = ingest(tmp_path / "downloads/COVID-19_Radiography_Dataset", tmp_path / "a")
     outer = ingest(tmp_path / "downloads", tmp_path / "b")
     assert outer["fingerprint"] == inner["fingerprint"]
-    assert (pd.read_csv(tmp_path / "a" / INDEX_FILE)["id"].tolist()
-            == pd.read_csv(tmp_path / "b" / INDEX_FILE)["id"].tolist())
+    assert (
+        pd.read_csv(tmp_path / "a" / INDEX_FILE)["id"].tolist()
+        == pd.read_csv(tmp_path / "b" / INDEX_FILE)["id"].tolist()
+    )
 
 
 def test_zip_sources_match_the_folder(kaggle_folder, tmp_path):
@@ -111,25 +114,32 @@ def test_zip_sources_match_the_folder(kaggle_folder, tmp_path):
     add(source, "COVID/images/broken.png", b"")
     folder = ingest(source, tmp_path / "from-dir")
     flat = ingest(zip_folder(source, tmp_path / "flat.zip"), tmp_path / "from-zip")
-    archive = ingest(zip_folder(source, tmp_path / "archive.zip", top="COVID-19_Radiography_Dataset",
-                                junk=True), tmp_path / "from-archive")
+    archive = ingest(
+        zip_folder(source, tmp_path / "archive.zip", top="COVID-19_Radiography_Dataset", junk=True),
+        tmp_path / "from-archive",
+    )
     base = open_dataset(tmp_path / "from-dir")
     for out, summary in (("from-zip", flat), ("from-archive", archive)):
         other = open_dataset(tmp_path / out)
         assert summary["fingerprint"] == folder["fingerprint"]
         assert np.array_equal(other.pixels, base.pixels)
-        pd.testing.assert_frame_equal(other.index.drop(columns="source_path"),
-                                      base.index.drop(columns="source_path"))
+        pd.testing.assert_frame_equal(
+            other.index.drop(columns="source_path"), base.index.drop(columns="source_path")
+        )
         assert [s["reason"] for s in summary["skipped"]] == ["empty"]
     assert archive["ignored"]["os_junk"] == 1
     assert open_dataset(tmp_path / "from-archive").index["source_path"][0] == (
-        f"{(tmp_path / 'archive.zip').resolve()}!/COVID-19_Radiography_Dataset/COVID/images/COVID-1.png")
+        f"{(tmp_path / 'archive.zip').resolve()}!/COVID-19_Radiography_Dataset/COVID/images/COVID-1.png"
+    )
 
 
 def test_rerun_replaces_outputs_and_is_deterministic(kaggle_folder, tmp_path):
     source = kaggle_folder()
     first = ingest(source, tmp_path / "out")
-    files = {name: (tmp_path / "out" / name).read_bytes() for name in (SUMMARY_FILE, INDEX_FILE, PIXELS_FILE)}
+    files = {
+        name: (tmp_path / "out" / name).read_bytes()
+        for name in (SUMMARY_FILE, INDEX_FILE, PIXELS_FILE, MANIFEST_FILE)
+    }
     (source / "Normal/images/Normal-4.png").unlink()
     second = ingest(source, tmp_path / "out")
     assert second["images"] == first["images"] - 1
@@ -157,18 +167,25 @@ def test_a_failed_rerun_never_leaves_a_mixed_artifact(kaggle_folder, tmp_path, m
 
     def boom(pixels, size):
         raise RuntimeError("simulated crash")
+
     monkeypatch.setattr(images, "resize_square", boom)
     with pytest.raises(RuntimeError):
         ingest(source, tmp_path / "out", stored_size=8)
     # The previous artifact is still whole (renames happen only after every image is written).
     assert open_dataset(tmp_path / "out").pixels.shape == (11, 16, 16)
     assert (tmp_path / "out" / PIXELS_FILE).read_bytes() == before
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [INDEX_FILE, PIXELS_FILE, SUMMARY_FILE]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        MANIFEST_FILE,
+        INDEX_FILE,
+        PIXELS_FILE,
+        SUMMARY_FILE,
+    ]
 
 
 # --------------------------------------------------------------------------------------------
 # Skip reasons: each listed with a stable code and printed
 # --------------------------------------------------------------------------------------------
+
 
 def valid_png() -> bytes:
     return png_bytes(Image.fromarray(GRAY))
@@ -184,8 +201,12 @@ def png_with_bad_idat_crc() -> bytes:
 def huge_png_header(width: int, height: int) -> bytes:
     def chunk(kind: bytes, body: bytes) -> bytes:
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
-            + chunk(b"IEND", b""))
+
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+        + chunk(b"IEND", b"")
+    )
 
 
 def jpeg_bytes(pixels: np.ndarray) -> bytes:
@@ -194,16 +215,20 @@ def jpeg_bytes(pixels: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-@pytest.mark.parametrize("name, data, reason, detail", [
-    ("empty", b"", "empty", "0 bytes"),
-    ("not-an-image", b"this is a text file, not a PNG\n", "not_an_image", "cannot identify"),
-    ("cut-in-half", valid_png()[: len(valid_png()) // 2], "truncated", "ends inside"),
-    ("bad-crc", png_with_bad_idat_crc(), "truncated", "bad CRC"),
-    ("cut-header", valid_png()[:20], "truncated", "header"),
-    ("cut-jpeg", jpeg_bytes(GRAY)[:-200], "truncated", "decoding failed"),
-    ("no-iend", valid_png()[:-12], "truncated", "IEND"),
-    ("bomb", huge_png_header(20_000, 20_000), "too_large", "DecompressionBomb"),
-], ids=lambda v: v if isinstance(v, str) and len(v) < 20 else "")
+@pytest.mark.parametrize(
+    "name, data, reason, detail",
+    [
+        ("empty", b"", "empty", "0 bytes"),
+        ("not-an-image", b"this is a text file, not a PNG\n", "not_an_image", "cannot identify"),
+        ("cut-in-half", valid_png()[: len(valid_png()) // 2], "truncated", "ends inside"),
+        ("bad-crc", png_with_bad_idat_crc(), "truncated", "bad CRC"),
+        ("cut-header", valid_png()[:20], "truncated", "header"),
+        ("cut-jpeg", jpeg_bytes(GRAY)[:-200], "truncated", "decoding failed"),
+        ("no-iend", valid_png()[:-12], "truncated", "IEND"),
+        ("bomb", huge_png_header(20_000, 20_000), "too_large", "DecompressionBomb"),
+    ],
+    ids=lambda v: v if isinstance(v, str) and len(v) < 20 else "",
+)
 def test_each_skip_reason_is_listed_and_printed(kaggle_folder, tmp_path, capsys, name, data, reason, detail):
     source = kaggle_folder(extras=False)
     add(source, f"COVID/images/{name}.png", data)
@@ -220,8 +245,9 @@ def test_too_large_by_pixels_is_refused_from_the_header(kaggle_folder, tmp_path,
     add(source, "Normal/images/big.png", png_bytes(Image.new("L", (40, 30))))
     decoded = []
     real_decode = images.decode_gray
-    monkeypatch.setattr(images, "decode_gray",
-                        lambda data, **kw: decoded.append(1) or real_decode(data, **kw))
+    monkeypatch.setattr(
+        images, "decode_gray", lambda data, **kw: decoded.append(1) or real_decode(data, **kw)
+    )
     summary = ingest(source, tmp_path / "out", max_pixels=1000)
     skip = skipped_by_path(summary)["Normal/images/big.png"]
     assert skip["reason"] == "too_large" and "40x30 = 1,200 pixels" in skip["detail"]
@@ -244,7 +270,7 @@ def test_corrupt_zip_member_is_truncated(kaggle_folder, tmp_path):
         info = zf.getinfo("Normal/images/Normal-2.png")
     # Overwrite the middle of the member's compressed data (after its 30-byte local header + name).
     start = info.header_offset + 30 + len(info.filename) + info.compress_size // 2
-    data[start:start + 8] = b"\x00" * 8
+    data[start : start + 8] = b"\x00" * 8
     zip_path.write_bytes(bytes(data))
     summary = ingest(zip_path, tmp_path / "out")
     assert skipped_by_path(summary)["Normal/images/Normal-2.png"]["reason"] == "truncated"
@@ -285,14 +311,17 @@ def test_many_skipped_files_print_a_summary_line_and_the_first_twenty(kaggle_fol
 # Accepted encodings: all become 8-bit grayscale
 # --------------------------------------------------------------------------------------------
 
+
 def gray_palette_image(pixels: np.ndarray) -> Image.Image:
     im = Image.frombytes("P", pixels.shape[::-1], pixels.tobytes())
     im.putpalette([v for v in range(256) for _ in range(3)])
     return im
 
 
-SIXTEEN = np.array([[0, 1, 128, 129], [257, 32767, 32768, 32896], [40000, 65000, 65407, 65535],
-                    [65534, 300, 1000, 20000]], dtype=np.uint16)
+SIXTEEN = np.array(
+    [[0, 1, 128, 129], [257, 32767, 32768, 32896], [40000, 65000, 65407, 65535], [65534, 300, 1000, 20000]],
+    dtype=np.uint16,
+)
 ALPHA = RNG.integers(0, 256, GRAY.shape, dtype=np.uint8)
 
 
@@ -303,21 +332,40 @@ def encodings() -> list:
         ("L", "x.png", valid_png(), GRAY, "L", "PNG"),
         ("RGB", "x.png", png_bytes(Image.fromarray(rgb)), GRAY, "RGB", "PNG"),
         ("RGBA", "x.png", png_bytes(Image.fromarray(np.dstack([rgb, ALPHA]))), GRAY, "RGBA", "PNG"),
-        ("LA", "x.png", png_bytes(Image.merge("LA", [Image.fromarray(GRAY), Image.fromarray(ALPHA)])),
-         GRAY, "LA", "PNG"),
-        ("16-bit", "x.png", png_bytes(Image.fromarray(SIXTEEN)),
-         np.round(SIXTEEN.astype(float) * 255 / 65535).astype(np.uint8), "I;16", "PNG"),
+        (
+            "LA",
+            "x.png",
+            png_bytes(Image.merge("LA", [Image.fromarray(GRAY), Image.fromarray(ALPHA)])),
+            GRAY,
+            "LA",
+            "PNG",
+        ),
+        (
+            "16-bit",
+            "x.png",
+            png_bytes(Image.fromarray(SIXTEEN)),
+            np.round(SIXTEEN.astype(float) * 255 / 65535).astype(np.uint8),
+            "I;16",
+            "PNG",
+        ),
         ("palette", "x.png", png_bytes(gray_palette_image(GRAY)), GRAY, "P", "PNG"),
-        ("palette+transparency", "x.png", png_bytes(gray_palette_image(GRAY), transparency=0),
-         GRAY, "P", "PNG"),
+        (
+            "palette+transparency",
+            "x.png",
+            png_bytes(gray_palette_image(GRAY), transparency=0),
+            GRAY,
+            "P",
+            "PNG",
+        ),
         ("1-bit", "x.png", png_bytes(Image.fromarray(bits)), bits.astype(np.uint8) * 255, "1", "PNG"),
         ("JPEG named .png", "x.png", jpeg_bytes(GRAY), None, "L", "JPEG"),
         ("upper-case .PNG", "X.PNG", valid_png(), GRAY, "L", "PNG"),
     ]
 
 
-@pytest.mark.parametrize("label, name, data, expected, mode, fmt", encodings(),
-                         ids=[e[0] for e in encodings()])
+@pytest.mark.parametrize(
+    "label, name, data, expected, mode, fmt", encodings(), ids=[e[0] for e in encodings()]
+)
 def test_every_encoding_becomes_8_bit_gray(tmp_path, label, name, data, expected, mode, fmt):
     path = add(tmp_path / "src", f"Normal/images/{name}", data)
     summary = ingest(tmp_path / "src", tmp_path / "out")
@@ -344,11 +392,19 @@ def test_sixteen_bit_spans_the_whole_8_bit_range():
 # Layout, duplicates, sizes
 # --------------------------------------------------------------------------------------------
 
+
 def test_masks_metadata_and_os_junk_are_ignored_and_counted(kaggle_folder, tmp_path):
     source = kaggle_folder()
-    for rel in ("COVID/images/.DS_Store", "COVID/images/._COVID-1.png", "Normal/images/Thumbs.db",
-                "Normal/desktop.ini", "__MACOSX/COVID/images/COVID-1.png", "COVID/notes.docx",
-                "Normal/Normal-99.png", "metadata.csv"):
+    for rel in (
+        "COVID/images/.DS_Store",
+        "COVID/images/._COVID-1.png",
+        "Normal/images/Thumbs.db",
+        "Normal/desktop.ini",
+        "__MACOSX/COVID/images/COVID-1.png",
+        "COVID/notes.docx",
+        "Normal/Normal-99.png",
+        "metadata.csv",
+    ):
         add(source, rel, b"junk")
     summary = ingest(source, tmp_path / "out")
     assert summary["images"] == 11 and summary["skipped"] == []
@@ -358,8 +414,8 @@ def test_masks_metadata_and_os_junk_are_ignored_and_counted(kaggle_folder, tmp_p
 def test_duplicates_within_and_across_classes(kaggle_folder, tmp_path):
     source = kaggle_folder(extras=False)
     covid_1 = (source / "COVID/images/COVID-1.png").read_bytes()
-    add(source, "COVID/images/COVID-9.png", covid_1)                 # same class, same bytes
-    add(source, "Normal/images/Normal-9.png", covid_1)               # other class
+    add(source, "COVID/images/COVID-9.png", covid_1)  # same class, same bytes
+    add(source, "Normal/images/Normal-9.png", covid_1)  # other class
     rgb_copy = png_bytes(Image.open(source / "Lung_Opacity/images/Lung_Opacity-1.png").convert("RGB"))
     add(source, "Viral Pneumonia/images/Viral Pneumonia-9.png", rgb_copy)  # same pixels, other bytes
     summary = ingest(source, tmp_path / "out")
@@ -368,7 +424,8 @@ def test_duplicates_within_and_across_classes(kaggle_folder, tmp_path):
     assert summary["duplicate_groups"] == 2 and summary["cross_class_duplicate_groups"] == 2
     assert summary["duplicates"] == [
         ["COVID/images/COVID-1.png", "COVID/images/COVID-9.png", "Normal/images/Normal-9.png"],
-        ["Lung_Opacity/images/Lung_Opacity-1.png", "Viral Pneumonia/images/Viral Pneumonia-9.png"]]
+        ["Lung_Opacity/images/Lung_Opacity-1.png", "Viral Pneumonia/images/Viral Pneumonia-9.png"],
+    ]
     assert index.loc["COVID/images/COVID-9.png", "duplicate_group"] == 0
     assert index.loc["Viral Pneumonia/images/Viral Pneumonia-9.png", "duplicate_group"] == 1
     assert (index["duplicate_group"] >= 0).sum() == 5
@@ -397,6 +454,7 @@ def test_stored_size_is_the_most_common_side_and_others_are_resized(kaggle_folde
 # --------------------------------------------------------------------------------------------
 # Errors a user can fix
 # --------------------------------------------------------------------------------------------
+
 
 def test_clear_errors(kaggle_folder, tmp_path):
     with pytest.raises(CxrError, match="no such file or folder"):
@@ -427,19 +485,6 @@ def test_clear_errors(kaggle_folder, tmp_path):
     with pytest.raises(CxrError, match="is a file"):
         ingest(kaggle_folder(), tmp_path / "notes.txt")
     assert not (tmp_path / "out").exists()
-
-
-def test_ingest_op_writes_the_artifact_and_its_metadata(kaggle_folder, tmp_path, capsys):
-    artifact = dsl.Dataset(name="dataset", uri=str(tmp_path / "artifact"))
-    ingest_op.python_func(source=str(kaggle_folder()), dataset_fingerprint="stale", stored_size=8,
-                          dataset=artifact)
-    dataset = open_dataset(tmp_path / "artifact")
-    assert dataset.pixels.shape == (11, 8, 8)
-    assert artifact.metadata == {"images": 11, "COVID": 3, "Lung_Opacity": 2, "Normal": 4,
-                                 "Viral Pneumonia": 2, "skipped": 0, "duplicate_groups": 0,
-                                 "stored_size": 8, "fingerprint": dataset.summary["fingerprint"]}
-    assert "warning: dataset_fingerprint stale is not the fingerprint" in capsys.readouterr().err
-
 
 
 def test_linked_class_folders_are_followed_and_a_link_loop_is_walked_once(tmp_path):

@@ -1,5 +1,6 @@
 """The kind harness offline: make's checks and command lines, check_run.py against a fake KFP, run-test.sh
-against a fake kubectl (kind itself cannot run here: these never touch a cluster or the network)."""
+against a fake kubectl (kind itself cannot run here: these never touch a cluster or the network).
+"""
 
 from __future__ import annotations
 
@@ -30,25 +31,32 @@ def make_command() -> list[str]:
 
 
 def make(*args: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k not in ("KFP_PORT", "KIND_CLUSTER_NAME", "IMAGE_TAG",
-                                                            "IMAGE_REGISTRY", "MAKEFLAGS")}
-    return subprocess.run([*make_command(), *args], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=60)
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("KFP_PORT", "KIND_CLUSTER_NAME", "IMAGE_TAG", "IMAGE_REGISTRY", "MAKEFLAGS")
+    }
+    return subprocess.run(
+        [*make_command(), *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
 
 
 # --- make: settings are checked when the makefile is read, so `make -n` rejects them
 
 
-@pytest.mark.parametrize("setting,shown", [
-    ("KFP_PORT=abc", "KFP_PORT must be a whole number from 1 to 65535, not 'abc'"),
-    ("KFP_PORT=70000", "KFP_PORT must be a whole number from 1 to 65535, not '70000'"),
-    ("KFP_PORT=", "KFP_PORT must be a whole number"),
-    ("KIND_CLUSTER_NAME=Bad_Name", "KIND_CLUSTER_NAME 'Bad_Name' is not a valid name"),
-    ("KIND_CLUSTER_NAME=-cxr", "KIND_CLUSTER_NAME '-cxr' is not a valid name"),
-    ("KIND_CLUSTER_NAME=cxr;rm", "KIND_CLUSTER_NAME 'cxr;rm' is not a valid name"),
-    ("KIND_CLUSTER_NAME=" + "a" * 51, "is too long: at most 50 characters"),
-    ("KIND_GPU_COUNT=two", "KIND_GPU_COUNT must be a whole number from 1 to 8"),
-])
+@pytest.mark.parametrize(
+    "setting,shown",
+    [
+        ("KFP_PORT=abc", "KFP_PORT must be a whole number from 1 to 65535, not 'abc'"),
+        ("KFP_PORT=70000", "KFP_PORT must be a whole number from 1 to 65535, not '70000'"),
+        ("KFP_PORT=", "KFP_PORT must be a whole number"),
+        ("KIND_CLUSTER_NAME=Bad_Name", "KIND_CLUSTER_NAME 'Bad_Name' is not a valid name"),
+        ("KIND_CLUSTER_NAME=-cxr", "KIND_CLUSTER_NAME '-cxr' is not a valid name"),
+        ("KIND_CLUSTER_NAME=cxr;rm", "KIND_CLUSTER_NAME 'cxr;rm' is not a valid name"),
+        ("KIND_CLUSTER_NAME=" + "a" * 51, "is too long: at most 50 characters"),
+        ("KIND_GPU_COUNT=two", "KIND_GPU_COUNT must be a whole number from 1 to 8"),
+    ],
+)
 def test_bad_settings_are_rejected_by_make_n(setting, shown):
     result = make("-n", "kind-up", setting, "IMAGE_TAG=abc123")
     assert result.returncode != 0
@@ -72,10 +80,12 @@ def test_kind_test_prints_the_submit_command():
     assert result.returncode == 0, result.stderr
     line = result.stdout.strip().splitlines()[-1]
     assert "manifests/kind/run-test.sh -- " in line
-    assert ("cxr submit --config pipelines/configs/kind.yaml --host http://127.0.0.1:18080 "
-            "--set images.registry=localhost/cxr-kfp --set images.tag=abc123def456 "
-            "--set study.source=demo:240 "
-            "--set study.weights=demo --set placement.caching=false") in line
+    assert (
+        "cxr submit --config pipelines/configs/kind.yaml --host http://127.0.0.1:18080 "
+        "--set images.registry=localhost/cxr-kfp --set images.tag=abc123def456 "
+        "--set study.source=demo:240 "
+        "--set study.weights=demo --set placement.caching=false"
+    ) in line
     assert line.endswith(" --wait")
     assert "KIND_CLUSTER_NAME='cxr-kfp'" in line and "KFP_PORT='18080'" in line
 
@@ -84,17 +94,25 @@ def test_gpu_placement_submits_the_cluster_placement_and_checks_it():
     result = make("-n", "kind-test-gpu-placement", "IMAGE_TAG=abc123")
     assert result.returncode == 0, result.stderr
     out = " ".join(result.stdout.replace("\\\n", " ").split())
-    for part in ("--gpu-node-label 'cxr-kfp/pool=gpu' --gpu-count 2 --",
-                 "--config pipelines/configs/kind.yaml", "--set placement.accelerator_count=2"):
+    for part in (
+        "--gpu-node-label 'cxr-kfp/pool=gpu' --gpu-count 2 --",
+        "--config pipelines/configs/kind.yaml",
+        "--set placement.accelerator_count=2",
+    ):
         assert part in out
     # Raising the GPU count is all it takes: the kind profile compiles to the cluster's placement.
     args = re.search(r"cxr submit (.*?) --wait", out).group(1).split()
     overrides = [args[i + 1] for i, a in enumerate(args) if a == "--set"]
     kind_gpu = load_config(CONFIG_DIR / "kind.yaml", overrides, env={}).placement
-    assert kind_gpu == dataclasses.replace(load_config(CONFIG_DIR / "cluster.yaml", env={}).placement,
-                                           train_cpu=kind_gpu.train_cpu, train_memory=kind_gpu.train_memory,
-                                           step_cpu=kind_gpu.step_cpu, step_memory=kind_gpu.step_memory,
-                                           retries=0, caching=False)
+    assert kind_gpu == dataclasses.replace(
+        load_config(CONFIG_DIR / "cluster.yaml", env={}).placement,
+        train_cpu=kind_gpu.train_cpu,
+        train_memory=kind_gpu.train_memory,
+        step_cpu=kind_gpu.step_cpu,
+        step_memory=kind_gpu.step_memory,
+        retries=0,
+        caching=False,
+    )
 
 
 def test_deploy_and_fake_gpu_use_the_pinned_versions():
@@ -113,8 +131,14 @@ def test_kind_up_loads_the_cpu_images():
 def test_help_lists_the_kind_targets():
     goal = "help" if len(make_command()) == 2 else "kind-help"
     out = make(goal).stdout
-    for target in ("kind-up", "kind-deploy-kfp", "kind-test", "kind-down", "kind-fake-gpu",
-                   "kind-test-gpu-placement"):
+    for target in (
+        "kind-up",
+        "kind-deploy-kfp",
+        "kind-test",
+        "kind-down",
+        "kind-fake-gpu",
+        "kind-test-gpu-placement",
+    ):
         assert target in out
 
 
@@ -133,8 +157,15 @@ check_run = load_check_run()
 
 def default_scenario() -> dict:
     """The fake KFP's answers (tests/fakes.py KfpScenario) plus the fake kubectl's pods and GPUs."""
-    return {"run_id": "run-1", "final_state": "SUCCEEDED", "accuracy": dict.fromkeys(VARIANTS, 0.8),
-            "report_state": 3, "evaluate_states": [3, 3, 3], "node_gpus": "2", "pods": None}
+    return {
+        "run_id": "run-1",
+        "final_state": "SUCCEEDED",
+        "accuracy": dict.fromkeys(VARIANTS, 0.8),
+        "report_state": 3,
+        "evaluate_states": [3, 3, 3],
+        "node_gpus": "2",
+        "pods": None,
+    }
 
 
 @pytest.fixture
@@ -152,14 +183,17 @@ def test_check_run_reads_accuracy_per_variant(fake_kfp, capsys):
     assert summary["accuracy"] == {v: 0.8 for v in VARIANTS}
 
 
-@pytest.mark.parametrize("change,reason", [
-    ({"final_state": "FAILED"}, "run run-1 is FAILED, not SUCCEEDED"),
-    ({"report_state": 4}, "the report task did not succeed"),
-    ({"accuracy": {"model1": 0.8, "model2": 0.7}}, "no logged accuracy for model3"),
-    ({"accuracy": {v: 1.5 for v in VARIANTS}}, "accuracy outside [0, 1]"),
-    ({"evaluate_states": [3, 4, 3]}, "2 completed evaluate executions, expected 3"),
-    ({"run_id": "other"}, "could not return run run-1"),
-])
+@pytest.mark.parametrize(
+    "change,reason",
+    [
+        ({"final_state": "FAILED"}, "run run-1 is FAILED, not SUCCEEDED"),
+        ({"report_state": 4}, "the report task did not succeed"),
+        ({"accuracy": {"model1": 0.8, "model2": 0.7}}, "no logged accuracy for model3"),
+        ({"accuracy": {v: 1.5 for v in VARIANTS}}, "accuracy outside [0, 1]"),
+        ({"evaluate_states": [3, 4, 3]}, "2 completed evaluate executions, expected 3"),
+        ({"run_id": "other"}, "could not return run run-1"),
+    ],
+)
 def test_check_run_fails_with_a_reason(fake_kfp, capsys, change, reason):
     _, scenario = fake_kfp
     for key, value in change.items():
@@ -176,17 +210,24 @@ def test_check_run_unreachable_metadata_is_explained(capsys):
 def gpu_pod(name: str, node: str = "cxr-kfp-worker2", gpus: str = "2", phase: str = "Succeeded") -> dict:
     """A train pod as kubectl shows it: GPUs requested, T4 node selector, GPU toleration."""
     resources = {"requests": {"nvidia.com/gpu": gpus}, "limits": {"nvidia.com/gpu": gpus}}
-    return {"metadata": {"name": name},
-            "spec": {"nodeName": node,
-                     "nodeSelector": {"cloud.google.com/gke-accelerator": "nvidia-tesla-t4"},
-                     "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
-                     "containers": [{"name": "main", "resources": resources}]},
-            "status": {"phase": phase}}
+    return {
+        "metadata": {"name": name},
+        "spec": {
+            "nodeName": node,
+            "nodeSelector": {"cloud.google.com/gke-accelerator": "nvidia-tesla-t4"},
+            "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+            "containers": [{"name": "main", "resources": resources}],
+        },
+        "status": {"phase": phase},
+    }
 
 
 def cpu_pod(name: str) -> dict:
-    return {"metadata": {"name": name}, "status": {"phase": "Succeeded"},
-            "spec": {"nodeName": "cxr-kfp-worker", "containers": [{"name": "main"}]}}
+    return {
+        "metadata": {"name": name},
+        "status": {"phase": "Succeeded"},
+        "spec": {"nodeName": "cxr-kfp-worker", "containers": [{"name": "main"}]},
+    }
 
 
 FAKE_KUBECTL = """#!{python}
@@ -230,6 +271,7 @@ print(json.dumps({{"run_id": "run-1", "run_name": "r", "url": sys.argv[1], "stat
 
 def free_port() -> int:
     import socket
+
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -248,17 +290,36 @@ def write_fakes(tmp_path: Path, scenario: dict) -> Path:
 def run_test_script(tmp_path: Path, scenario: dict, *check_args: str):
     """Runs run-test.sh against the fakes; returns its result and the port-forward's pid."""
     kubectl, port = write_fakes(tmp_path, scenario), free_port()
-    env = {**os.environ, "KUBECTL": str(kubectl), "PYTHON": sys.executable, "KFP_PORT": str(port),
-           "KIND_OUT": str(tmp_path / "out"), "FAKE_SCENARIO": str(tmp_path / "scenario.json"),
-           "FAKE_PF_PID": str(tmp_path / "pf.pid"), "PYTHONPATH": str(ROOT)}
-    result = subprocess.run([str(KIND_DIR / "run-test.sh"), *check_args, "--", str(tmp_path / "submit"),
-                             f"http://127.0.0.1:{port}"], env=env, capture_output=True, text=True, timeout=60)
+    env = {
+        **os.environ,
+        "KUBECTL": str(kubectl),
+        "PYTHON": sys.executable,
+        "KFP_PORT": str(port),
+        "KIND_OUT": str(tmp_path / "out"),
+        "FAKE_SCENARIO": str(tmp_path / "scenario.json"),
+        "FAKE_PF_PID": str(tmp_path / "pf.pid"),
+        "PYTHONPATH": str(ROOT),
+    }
+    result = subprocess.run(
+        [
+            str(KIND_DIR / "run-test.sh"),
+            *check_args,
+            "--",
+            str(tmp_path / "submit"),
+            f"http://127.0.0.1:{port}",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     pid = int((tmp_path / "pf.pid").read_text())
     return result, pid
 
 
 def assert_stopped(pid: int):
     import time
+
     for _ in range(50):
         try:
             os.kill(pid, 0)
@@ -269,27 +330,39 @@ def assert_stopped(pid: int):
 
 
 def test_run_test_script_forwards_submits_checks_and_stops(tmp_path):
-    scenario = {**default_scenario(),
-                "pods": [gpu_pod(f"train-{v}") for v in VARIANTS] + [cpu_pod("ingest"), cpu_pod("report")]}
+    scenario = {
+        **default_scenario(),
+        "pods": [gpu_pod(f"train-{v}") for v in VARIANTS] + [cpu_pod("ingest"), cpu_pod("report")],
+    }
     gpu_check = ("--gpu-node-label", "cxr-kfp/pool=gpu", "--gpu-count", "2")
     result, pid = run_test_script(tmp_path, scenario, *gpu_check)
     assert result.returncode == 0, result.stderr
     assert json.loads((tmp_path / "out" / "submit.json").read_text())["run_id"] == "run-1"
     check = json.loads((tmp_path / "out" / "check.json").read_text())
     assert check["accuracy"]["model3"] == 0.8
-    assert check["gpu_placement"] == {"gpu_node": "cxr-kfp-worker2", "gpus_per_pod": 2,
-                                      "train_pods": [f"train-{v}" for v in VARIANTS]}
+    assert check["gpu_placement"] == {
+        "gpu_node": "cxr-kfp-worker2",
+        "gpus_per_pod": 2,
+        "train_pods": [f"train-{v}" for v in VARIANTS],
+    }
     assert "passed the checks" in result.stderr
     assert_stopped(pid)
 
 
-@pytest.mark.parametrize("pods,node_gpus,reason", [
-    ([gpu_pod(f"t-{v}") for v in VARIANTS[:2]], "2", "2 pods of run run-1 request nvidia.com/gpu"),
-    ([gpu_pod("a"), gpu_pod("b"), gpu_pod("c", node="cxr-kfp-worker")], "2", "pod c ran on cxr-kfp-worker"),
-    ([gpu_pod("a"), gpu_pod("b"), gpu_pod("c", gpus="1")], "2", "pod c asks for nvidia.com/gpu"),
-    ([gpu_pod("a"), gpu_pod("b"), gpu_pod("c", phase="Pending")], "2", "pod c is Pending"),
-    ([gpu_pod(f"t-{v}") for v in VARIANTS], "", "advertises nvidia.com/gpu="),
-])
+@pytest.mark.parametrize(
+    "pods,node_gpus,reason",
+    [
+        ([gpu_pod(f"t-{v}") for v in VARIANTS[:2]], "2", "2 pods of run run-1 request nvidia.com/gpu"),
+        (
+            [gpu_pod("a"), gpu_pod("b"), gpu_pod("c", node="cxr-kfp-worker")],
+            "2",
+            "pod c ran on cxr-kfp-worker",
+        ),
+        ([gpu_pod("a"), gpu_pod("b"), gpu_pod("c", gpus="1")], "2", "pod c asks for nvidia.com/gpu"),
+        ([gpu_pod("a"), gpu_pod("b"), gpu_pod("c", phase="Pending")], "2", "pod c is Pending"),
+        ([gpu_pod(f"t-{v}") for v in VARIANTS], "", "advertises nvidia.com/gpu="),
+    ],
+)
 def test_gpu_placement_failures(tmp_path, monkeypatch, pods, node_gpus, reason):
     kubectl = write_fakes(tmp_path, {**default_scenario(), "pods": pods, "node_gpus": node_gpus})
     monkeypatch.setenv("FAKE_SCENARIO", str(tmp_path / "scenario.json"))
@@ -330,10 +403,17 @@ def run_with_stubs(tmp_path: Path, script: str, *args: str, **env_extra: str):
         (bin_dir / tool).chmod(0o755)
     log = tmp_path / "calls.log"
     log.touch()
-    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "STUB_LOG": str(log), "DOCKER": "docker",
-           "KIND_CLUSTER_NAME": "cxr-kfp", **env_extra}
-    result = subprocess.run([str(KIND_DIR / script), *args], env=env, capture_output=True, text=True,
-                            timeout=60)
+    env = {
+        **os.environ,
+        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+        "STUB_LOG": str(log),
+        "DOCKER": "docker",
+        "KIND_CLUSTER_NAME": "cxr-kfp",
+        **env_extra,
+    }
+    result = subprocess.run(
+        [str(KIND_DIR / script), *args], env=env, capture_output=True, text=True, timeout=60
+    )
     return result, log.read_text().splitlines()
 
 
@@ -364,27 +444,39 @@ def test_deploy_installs_kfp_in_order_on_the_kind_context(tmp_path):
     assert all(c.startswith("kubectl --context kind-cxr-kfp ") for c in kubectl), kubectl
     version = (ROOT / "manifests" / "kfp-version.env").read_text().split("KFP_BACKEND_VERSION=")[1].split()[0]
     base = "github.com/kubeflow/pipelines/manifests/kustomize"
-    expected = [f"apply -k {base}/cluster-scoped-resources?ref={version}",
-                "wait --for condition=established --timeout=60s crd/applications.app.k8s.io",
-                f"apply -k {base}/env/platform-agnostic?ref={version}",
-                f"apply -k {ROOT}/manifests/cluster",
-                "set env deployment/ml-pipeline DEFAULTPIPELINERUNNERSERVICEACCOUNT=cxr-pipeline-runner",
-                "wait --for=condition=Available --timeout=900s deployment/mysql",
-                "wait --for=condition=Available --timeout=900s deployment/ml-pipeline",
-                "wait --for=condition=Available --timeout=900s deployment --all"]
+    expected = [
+        f"apply -k {base}/cluster-scoped-resources?ref={version}",
+        "wait --for condition=established --timeout=60s crd/applications.app.k8s.io",
+        f"apply -k {base}/env/platform-agnostic?ref={version}",
+        f"apply -k {ROOT}/manifests/cluster",
+        "set env deployment/ml-pipeline DEFAULTPIPELINERUNNERSERVICEACCOUNT=cxr-pipeline-runner",
+        "wait --for=condition=Available --timeout=900s deployment/mysql",
+        "wait --for=condition=Available --timeout=900s deployment/ml-pipeline",
+        "wait --for=condition=Available --timeout=900s deployment --all",
+    ]
     positions = [next(i for i, c in enumerate(kubectl) if c.endswith(e)) for e in expected]
     assert positions == sorted(positions)
 
 
 def test_fake_gpu_labels_taints_and_installs_the_pinned_chart(tmp_path):
-    result, calls = run_with_stubs(tmp_path, "fake-gpu.sh", FAKE_GPU_OPERATOR_VERSION="0.2.0",
-                                   FAKE_GPU_OPERATOR_CHART="oci://charts.example/fake-gpu-operator")
+    result, calls = run_with_stubs(
+        tmp_path,
+        "fake-gpu.sh",
+        FAKE_GPU_OPERATOR_VERSION="0.2.0",
+        FAKE_GPU_OPERATOR_CHART="oci://charts.example/fake-gpu-operator",
+    )
     assert result.returncode == 0, result.stderr
-    assert ("kubectl --context kind-cxr-kfp label node cxr-kfp-worker2 --overwrite "
-            "cloud.google.com/gke-accelerator=nvidia-tesla-t4 run.ai/simulated-gpu-node-pool=t4") in calls
-    assert "kubectl --context kind-cxr-kfp taint node cxr-kfp-worker2 --overwrite " \
-           "nvidia.com/gpu=present:NoSchedule" in calls
+    assert (
+        "kubectl --context kind-cxr-kfp label node cxr-kfp-worker2 --overwrite "
+        "cloud.google.com/gke-accelerator=nvidia-tesla-t4 run.ai/simulated-gpu-node-pool=t4"
+    ) in calls
+    assert (
+        "kubectl --context kind-cxr-kfp taint node cxr-kfp-worker2 --overwrite "
+        "nvidia.com/gpu=present:NoSchedule" in calls
+    )
     (helm,) = [c for c in calls if c.startswith("helm ")]
-    assert "upgrade --install fake-gpu-operator oci://charts.example/fake-gpu-operator --version 0.2.0 " \
-           "--kube-context kind-cxr-kfp" in helm
+    assert (
+        "upgrade --install fake-gpu-operator oci://charts.example/fake-gpu-operator --version 0.2.0 "
+        "--kube-context kind-cxr-kfp" in helm
+    )
     assert "topology.nodePools.t4.gpuCount=2" in helm

@@ -1,39 +1,72 @@
 """The real pipeline under kfp.local's SubprocessRunner on tiny demo data (what `make run-local` runs)."""
 
 import json
+import subprocess
+import sys
 
 import pytest
 
-from pipelines.cli import main
+from tests.kfp_local import task_outputs
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
+    """`cxr run-local` as a user runs it; returns (run folder, its console output)."""
     out = tmp_path_factory.mktemp("local-run")
-    code = main(["run-local", "--out", str(out), "--set", "study.epochs=2", "--set", "study.split_seed=3"])
-    assert code == 0
-    return out
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pipelines.cli",
+            "run-local",
+            "--out",
+            str(out),
+            "--set",
+            "study.epochs=2",
+            "--set",
+            "study.split_seed=3",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=1500,
+    )
+    assert done.returncode == 0, done.stdout[-4000:]
+    return out, done.stdout
 
 
 def test_report_holds_all_three_variants(run):
-    comparison = json.loads((run / "report" / "comparison.json").read_text())
+    out, _ = run
+    comparison = json.loads((out / "report" / "comparison.json").read_text())
     assert [v["variant"] for v in comparison["variants"]] == ["model1", "model2", "model3"]
     assert [v["title"] for v in comparison["variants"]] == [
-        "FC head", "FC head + last conv", "FC head + last 2 conv"]
-    assert comparison["best_variant"] in {"model1", "model2", "model3"}
+        "FC head",
+        "FC head + last conv",
+        "FC head + last 2 conv",
+    ]
+    best = max(comparison["variants"], key=lambda v: (v["macro_f1"], -v["trainable_params"]))
+    assert comparison["best_variant"] == best["variant"]
     assert comparison["dataset"]["images"] == 240
     for v in comparison["variants"]:
         assert v["epochs"] == 2 and all(len(c) == 2 for c in v["history"].values())
-        assert v["weights"].endswith("demo-backbone-64px.weights.h5")
+        assert v["weights"] == "demo"
         assert sum(map(sum, v["confusion_matrix"])) == v["n_eval"]
 
 
+def test_one_demo_backbone_step_feeds_every_train_task(run):
+    out, _ = run
+    outputs = task_outputs(out)
+    assert len(outputs["demo-backbone-op"]) == 1 and len(outputs["train-op"]) == 3
+    assert outputs["demo-backbone-op"][0]["backbone"]["metadata"] == {"weights": "demo", "image_size": 64}
+
+
 def test_report_html_and_markdown_agree_with_the_json(run):
-    comparison = json.loads((run / "report" / "comparison.json").read_text())
-    html = (run / "report" / "report.html").read_text()
-    markdown = (run / "report" / "report.md").read_text()
+    out, _ = run
+    comparison = json.loads((out / "report" / "comparison.json").read_text())
+    html = (out / "report" / "report.html").read_text()
+    markdown = (out / "report" / "report.md").read_text()
     for v in comparison["variants"]:
         assert f"{v['macro_f1']:.4f}" in markdown and f"{v['macro_f1']:.4f}" in html
     assert html.count("<svg") >= 6
@@ -41,25 +74,33 @@ def test_report_html_and_markdown_agree_with_the_json(run):
 
 def test_kubeflow_ui_artifacts(run):
     """Each evaluate task logs UI metrics and a confusion matrix; report logs <variant>_<metric>."""
-    comparison = json.loads((run / "report" / "comparison.json").read_text())
-    matrices = {v["variant"]: v["confusion_matrix"] for v in comparison["variants"]}
-    accuracies = {v["variant"]: v["accuracy"] for v in comparison["variants"]}
-    executor_outputs = {p.parent.name + "/" + p.parent.parent.name: json.loads(p.read_text())
-                        for p in run.glob("cxr-transfer-learning-*/**/executor_output.json")}
-    evaluates = [o for k, o in executor_outputs.items() if k.startswith("evaluate-op/")]
-    assert len(evaluates) == 3
-    for output in evaluates:
-        artifacts = output["artifacts"]
-        metrics = artifacts["metrics"]["artifacts"][0]["metadata"]
-        assert {"accuracy", "macro_f1", "covid_sensitivity", "covid_specificity", "train_seconds",
-                "trainable_params"} <= set(metrics)
-        confusion = artifacts["confusion_matrix"]["artifacts"][0]["metadata"]["confusionMatrix"]
-        assert [c["displayName"] for c in confusion["annotationSpecs"]] == [
-            "COVID", "Lung_Opacity", "Normal", "Viral Pneumonia"]
-        variant = artifacts["evaluation"]["artifacts"][0]["metadata"]["variant"]
-        assert [r["row"] for r in confusion["rows"]] == matrices[variant]
-        assert metrics["accuracy"] == accuracies[variant]
-    report = next(o for k, o in executor_outputs.items() if k.startswith("report-op/"))
-    run_metrics = report["artifacts"]["run_metrics"]["artifacts"][0]["metadata"]
+    out, _ = run
+    comparison = json.loads((out / "report" / "comparison.json").read_text())
+    by_variant = {v["variant"]: v for v in comparison["variants"]}
+    outputs = task_outputs(out)
+    assert len(outputs["evaluate-op"]) == 3
+    for task in outputs["evaluate-op"]:
+        variant = task["evaluation"]["metadata"]["variant"]
+        metrics = task["metrics"]["metadata"]
+        assert metrics["accuracy"] == by_variant[variant]["accuracy"]
+        confusion = task["confusion_matrix"]["metadata"]["confusionMatrix"]
+        assert [r["row"] for r in confusion["rows"]] == by_variant[variant]["confusion_matrix"]
+    (report,) = outputs["report-op"]
+    run_metrics = report["run_metrics"]["metadata"]
     assert {"model1_accuracy", "model2_macro_f1", "model3_covid_sensitivity"} <= set(run_metrics)
-    assert run_metrics["model2_accuracy"] == accuracies["model2"]
+    assert run_metrics["model2_accuracy"] == by_variant["model2"]["accuracy"]
+
+
+def test_the_console_shows_tasks_and_progress_and_the_log_holds_the_rest(run):
+    out, console = run
+    lines = console.splitlines()
+    for task in ("ingest-op", "split-op", "demo-backbone-op", "train-op", "evaluate-op", "report-op"):
+        assert f"{task}: started" in lines and any(line.startswith(f"{task}: done in ") for line in lines)
+    assert "  train model3: epoch 2/2" in console and "  ingest: decode: 240/240" in console
+    assert lines[-1] == f"report: {out / 'report' / 'report.html'}"
+    log = (out / "run-local.log").read_text()
+    for noise in ("oneDNN", "executor_input", "have no effect in the current local runner", "[cxr]"):
+        assert noise not in console, noise
+    assert "oneDNN" in log and "have no effect in the current local runner" in log
+    assert "train model3: epoch 2/2" in log
+    assert len(lines) < 120, f"{len(lines)} console lines"

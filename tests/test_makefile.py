@@ -9,14 +9,29 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def make(*args, **env):
     environ = {k: v for k, v in os.environ.items() if k not in ("KFP_HOST", "RUNNER", "MAKEFLAGS")}
-    return subprocess.run(["make", "--no-print-directory", "-n", *args], cwd=ROOT, capture_output=True,
-                          text=True, env=environ | env, timeout=60)
+    return subprocess.run(
+        ["make", "--no-print-directory", "-n", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=environ | env,
+        timeout=60,
+    )
 
 
 def test_help_lists_the_readme_commands():
     done = subprocess.run(["make", "--no-print-directory", "help"], cwd=ROOT, capture_output=True, text=True)
-    for target in ("run-local", "test", "test-containers", "compile", "submit-pipeline", "build-images",
-                   "push-images", "kind-up", "kind-test"):
+    for target in (
+        "run-local",
+        "test",
+        "test-containers",
+        "compile",
+        "submit-pipeline",
+        "build-images",
+        "push-images",
+        "kind-up",
+        "kind-test",
+    ):
         assert f" {target} " in done.stdout, target
 
 

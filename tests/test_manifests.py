@@ -70,8 +70,9 @@ def test_document_has_api_version_kind_and_name(where, doc):
         assert doc.get("metadata", {}).get("name"), f"{where}: metadata.name is required"
 
 
-@pytest.mark.parametrize("where,doc", [(w, d) for w, d in DOCS if is_core(d)],
-                         ids=[w for w, d in DOCS if is_core(d)])
+@pytest.mark.parametrize(
+    "where,doc", [(w, d) for w, d in DOCS if is_core(d)], ids=[w for w, d in DOCS if is_core(d)]
+)
 def test_core_objects_validate_against_pinned_schema(where, doc):
     try:
         kubernetes_validate.validate(doc, K8S_SCHEMA_VERSION, strict=True)
@@ -111,8 +112,14 @@ def test_kind_cluster_structure():
     assert roles.count("control-plane") == 1 and roles.count("worker") >= 1
     assert set(roles) <= {"control-plane", "worker"}
     for node in cluster["nodes"]:
-        assert set(node) <= {"role", "image", "labels", "extraMounts", "extraPortMappings",
-                             "kubeadmConfigPatches"}, node
+        assert set(node) <= {
+            "role",
+            "image",
+            "labels",
+            "extraMounts",
+            "extraPortMappings",
+            "kubeadmConfigPatches",
+        }, node
 
 
 def test_kind_node_image_pinned_by_tag():
@@ -123,8 +130,9 @@ def test_kind_node_image_pinned_by_tag():
     match = pattern.match(image or "")
     assert match, f"node image {image!r} must be kindest/node:vX.Y.Z (no :latest, no bare name)"
     minor = tuple(int(x) for x in match.groups()[:2])
-    assert minor >= tuple(int(x) for x in K8S_SCHEMA_VERSION.split(".")), \
+    assert minor >= tuple(int(x) for x in K8S_SCHEMA_VERSION.split(".")), (
         "the kind node must not be older than the schema the manifests are validated against"
+    )
 
 
 def test_kind_has_one_gpu_worker_for_the_fake_gpu_lane():
@@ -158,16 +166,21 @@ def test_kind_mk_reads_the_version_file():
     text = (MANIFESTS / "kind.mk").read_text()
     assert "include $(KIND_MK_DIR)/kfp-version.env" in text
     assert "KFP_BACKEND_VERSION=" not in text.replace("KFP_BACKEND_VERSION='$(KFP_BACKEND_VERSION)'", "")
-    assert "source \"$MANIFESTS_DIR/kfp-version.env\"" in (MANIFESTS / "kind" / "deploy-kfp.sh").read_text()
+    assert 'source "$MANIFESTS_DIR/kfp-version.env"' in (MANIFESTS / "kind" / "deploy-kfp.sh").read_text()
 
 
 def test_deploy_installs_platform_agnostic_standalone_at_the_pin():
     script = (MANIFESTS / "kind" / "deploy-kfp.sh").read_text()
     base = "github.com/kubeflow/pipelines/manifests/kustomize"
     assert f'kustomize_base="{base}"' in script
-    order = [script.index(s) for s in ("cluster-scoped-resources?ref=$KFP_BACKEND_VERSION",
-                                       "crd/applications.app.k8s.io",
-                                       "env/platform-agnostic?ref=$KFP_BACKEND_VERSION")]
+    order = [
+        script.index(s)
+        for s in (
+            "cluster-scoped-resources?ref=$KFP_BACKEND_VERSION",
+            "crd/applications.app.k8s.io",
+            "env/platform-agnostic?ref=$KFP_BACKEND_VERSION",
+        )
+    ]
     assert order == sorted(order)
     assert "deployment/$deployment" in script and "for deployment in mysql ml-pipeline" in script
 
@@ -205,12 +218,20 @@ def test_rbac_is_least_privilege():
         if "secrets" in rule["resources"] or "configmaps" in rule["resources"]:
             assert rule.get("resourceNames"), f"secrets and config maps by name only: {rule}"
             assert rule["verbs"] == ["get"]
-    granted = {(g, r, v) for rule in role["rules"] for g in rule["apiGroups"] for r in rule["resources"]
-               for v in rule["verbs"]}
+    granted = {
+        (g, r, v)
+        for rule in role["rules"]
+        for g in rule["apiGroups"]
+        for r in rule["resources"]
+        for v in rule["verbs"]
+    }
     assert ("argoproj.io", "workflowtaskresults", "create") in granted  # Argo executor >= 3.4
-    assert ("", "secrets", "get") in granted                           # object-store credentials
-    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
-                                  "name": role["metadata"]["name"]}
+    assert ("", "secrets", "get") in granted  # object-store credentials
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": role["metadata"]["name"],
+    }
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": RUNNER_SA, "namespace": "kubeflow"}]
 
 
@@ -243,23 +264,43 @@ def test_config_connector_node_pool_matches_the_cluster_placement():
 
 def test_gcloud_node_pool_script_dry_run():
     env = {**os.environ, "PROJECT_ID": "my-project", "CLUSTER": "kfp", "LOCATION": "us-central1-a"}
-    out = subprocess.run([str(MANIFESTS / "gke" / "gpu-node-pool.sh"), "--dry-run"], env=env,
-                         capture_output=True, text=True, timeout=30, check=True).stdout
+    out = subprocess.run(
+        [str(MANIFESTS / "gke" / "gpu-node-pool.sh"), "--dry-run"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    ).stdout
     assert out.startswith("gcloud container node-pools create t4x2 --project my-project --cluster kfp")
-    for part in ("--machine-type n1-standard-16",
-                 "--accelerator type=nvidia-tesla-t4,count=2,gpu-driver-version=default",
-                 "--workload-metadata GKE_METADATA", "--enable-autoscaling"):
+    for part in (
+        "--machine-type n1-standard-16",
+        "--accelerator type=nvidia-tesla-t4,count=2,gpu-driver-version=default",
+        "--workload-metadata GKE_METADATA",
+        "--enable-autoscaling",
+    ):
         assert part in out
     env["PROJECT_ID"] = "PROJECT_ID"
-    refused = subprocess.run([str(MANIFESTS / "gke" / "gpu-node-pool.sh"), "--dry-run"], env=env,
-                             capture_output=True, text=True, timeout=30)
+    refused = subprocess.run(
+        [str(MANIFESTS / "gke" / "gpu-node-pool.sh"), "--dry-run"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert refused.returncode == 2 and "set PROJECT_ID" in refused.stderr
 
 
 def test_workload_identity_script_dry_run():
     env = {**os.environ, "PROJECT_ID": "my-project", "DATA_BUCKET": "xrays"}
-    out = subprocess.run([str(MANIFESTS / "gke" / "workload-identity.sh"), "--dry-run"], env=env,
-                         capture_output=True, text=True, timeout=30, check=True).stdout
+    out = subprocess.run(
+        [str(MANIFESTS / "gke" / "workload-identity.sh"), "--dry-run"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    ).stdout
     assert "--role roles/storage.objectViewer" in out and "gs://xrays" in out
     assert f"serviceAccount:my-project.svc.id.goog[kubeflow/{RUNNER_SA}]" in out
     assert "cxr-pipeline@my-project.iam.gserviceaccount.com" in out
@@ -283,8 +324,12 @@ def test_shell_scripts_parse_and_are_strict(script):
 
 def test_shell_scripts_pass_shellcheck():
     assert shutil.which("shellcheck"), "shellcheck is missing: `make test-tools` installs it"
-    result = subprocess.run(["shellcheck", "-x", "-P", str(MANIFESTS / "kind"), *map(str, SCRIPTS)],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        ["shellcheck", "-x", "-P", str(MANIFESTS / "kind"), *map(str, SCRIPTS)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stdout
 
 

@@ -11,8 +11,8 @@ from components.core.variants import VARIANTS, get_variant
 HEAD = ["head_dense_1", "head_dense_2", "head_output"]
 # MobileNetV2 (alpha 1.0, no top) + head 1280→256→128→4; independent of the input size.
 HEAD_PARAMS = (1280 * 256 + 256) + (256 * 128 + 128) + (128 * 4 + 4)
-CONV_1 = 320 * 1280 + 2 * 1280              # Conv_1 kernel (no bias) + Conv_1_bn gamma, beta
-BLOCK_16_PROJECT = 960 * 320 + 2 * 320      # block_16_project kernel + its BN gamma, beta
+CONV_1 = 320 * 1280 + 2 * 1280  # Conv_1 kernel (no bias) + Conv_1_bn gamma, beta
+BLOCK_16_PROJECT = 960 * 320 + 2 * 320  # block_16_project kernel + its BN gamma, beta
 BACKBONE_TOTAL = 2_257_984
 
 
@@ -25,13 +25,17 @@ def test_trainable_layers_are_exactly_the_variant_table(models):
     assert trainable_layer_names(models["model1"]) == HEAD
     assert trainable_layer_names(models["model2"]) == ["Conv_1", "Conv_1_bn"] + HEAD
     assert trainable_layer_names(models["model3"]) == (
-        ["block_16_project", "block_16_project_BN", "Conv_1", "Conv_1_bn"] + HEAD)
+        ["block_16_project", "block_16_project_BN", "Conv_1", "Conv_1_bn"] + HEAD
+    )
 
 
 def test_parameter_counts(models):
     counts = {v: count_params(m.trainable_weights) for v, m in models.items()}
-    assert counts == {"model1": HEAD_PARAMS, "model2": HEAD_PARAMS + CONV_1,
-                      "model3": HEAD_PARAMS + CONV_1 + BLOCK_16_PROJECT}
+    assert counts == {
+        "model1": HEAD_PARAMS,
+        "model2": HEAD_PARAMS + CONV_1,
+        "model3": HEAD_PARAMS + CONV_1 + BLOCK_16_PROJECT,
+    }
     assert counts["model1"] < counts["model2"] < counts["model3"]
     for m in models.values():
         assert count_params(m.weights) == BACKBONE_TOTAL + HEAD_PARAMS

@@ -1,7 +1,8 @@
 """Golden tests on the compiled pipeline: fan-out, GPU placement, retries, images, caching.
 
 tests/golden/placement.json holds, per executor, the fields that decide where and how a task runs.
-A change to placement shows up as a diff of that file (regenerate with UPDATE_GOLDEN=1 and review).
+A change to placement shows up as a diff of that file: UPDATE_GOLDEN=1 rewrites it and fails the
+test, so the new file is reviewed (and committed) before the test can pass again.
 """
 
 import json
@@ -11,11 +12,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components.evaluate import evaluate_op
-from components.ingest import ingest_op
-from components.report import report_op
-from components.split import split_op
-from components.train import train_op
 from pipelines.compile import compile_pipeline
 from pipelines.config import CONFIG_DIR, load_config
 
@@ -27,8 +23,11 @@ def compiled(tmp_path, config_name="cluster.yaml", overrides=()):
     path = compile_pipeline(config, tmp_path / "pipeline.yaml")
     documents = list(yaml.safe_load_all(path.read_text()))
     pipeline_spec = documents[0]
-    platform_spec = documents[1] if len(documents) > 1 else {"platforms": {"kubernetes": {
-        "deploymentSpec": {"executors": {}}}}}
+    platform_spec = (
+        documents[1]
+        if len(documents) > 1
+        else {"platforms": {"kubernetes": {"deploymentSpec": {"executors": {}}}}}
+    )
     return pipeline_spec, platform_spec
 
 
@@ -52,14 +51,18 @@ def tasks_by_name(pipeline_spec) -> dict:
     """Every task of every DAG in the spec, keyed by task name, with its DAG's component name."""
     components = pipeline_spec["components"]
     dags = {"root": pipeline_spec["root"]} | {n: c for n, c in components.items() if "dag" in c}
-    return {task: dict(spec, dag=dag)
-            for dag, comp in dags.items() for task, spec in comp["dag"]["tasks"].items()}
+    return {
+        task: dict(spec, dag=dag) for dag, comp in dags.items() for task, spec in comp["dag"]["tasks"].items()
+    }
 
 
 def test_placement_matches_golden(tmp_path):
     summary = placement_summary(*compiled(tmp_path))
     if os.environ.get("UPDATE_GOLDEN"):
         GOLDEN.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+        pytest.fail(
+            f"golden updated: review the diff of {GOLDEN} (git diff), then run again without UPDATE_GOLDEN"
+        )
     assert summary == json.loads(GOLDEN.read_text())
 
 
@@ -69,9 +72,11 @@ def test_train_alone_gets_two_gpus_node_selector_and_toleration(tmp_path):
     assert train["accelerator"]["resourceType"] == "nvidia.com/gpu"
     assert train["accelerator"]["resourceCount"] == "2"
     assert train["kubernetes"]["nodeSelector"]["labels"] == {
-        "cloud.google.com/gke-accelerator": "nvidia-tesla-t4"}
+        "cloud.google.com/gke-accelerator": "nvidia-tesla-t4"
+    }
     assert train["kubernetes"]["tolerations"] == [
-        {"effect": "NoSchedule", "key": "nvidia.com/gpu", "operator": "Exists"}]
+        {"effect": "NoSchedule", "key": "nvidia.com/gpu", "operator": "Exists"}
+    ]
     for name, other in summary.items():
         assert other["accelerator"] is None, name
         assert other["kubernetes"] is None, name
@@ -85,17 +90,26 @@ def test_three_variants_fan_out_in_one_loop_of_parallelism_three(tmp_path):
     loop = loops[0]
     assert loop["iteratorPolicy"]["parallelismLimit"] == 3
     assert pipeline_spec["root"]["inputDefinitions"]["parameters"]["variants"]["defaultValue"] == [
-        "model1", "model2", "model3"]
+        "model1",
+        "model2",
+        "model3",
+    ]
     tasks = tasks_by_name(pipeline_spec)
     loop_dag = loop["componentRef"]["name"]
     assert tasks["train-op"]["dag"] == loop_dag and tasks["evaluate-op"]["dag"] == loop_dag
     variant_input = tasks["train-op"]["inputs"]["parameters"]["variant"]["componentInputParameter"]
     assert variant_input.endswith("variants-loop-item")
     assert tasks["evaluate-op"]["dependentTasks"] == ["train-op"]
-    assert tasks["report-op"]["inputs"]["artifacts"]["evaluations"]["taskOutputArtifact"][
-        "producerTask"] == "for-loop-1"
-    assert [t for t, s in tasks.items() if s["dag"] == "root"] == ["for-loop-1", "ingest-op", "report-op",
-                                                                   "split-op"]
+    assert (
+        tasks["report-op"]["inputs"]["artifacts"]["evaluations"]["taskOutputArtifact"]["producerTask"]
+        == "for-loop-1"
+    )
+    assert [t for t, s in tasks.items() if s["dag"] == "root"] == [
+        "for-loop-1",
+        "ingest-op",
+        "report-op",
+        "split-op",
+    ]
 
 
 def test_retries_on_train_only_and_caching_everywhere(tmp_path):
@@ -104,8 +118,11 @@ def test_retries_on_train_only_and_caching_everywhere(tmp_path):
     assert [t for t, s in tasks.items() if "retryPolicy" in s] == ["train-op"]
     assert all(s["cachingOptions"] == {"enableCache": True} for t, s in tasks.items() if t.endswith("-op"))
     tasks = tasks_by_name(compiled(tmp_path, overrides=["placement.caching=false"])[0])
-    assert all(s["cachingOptions"] == {} or s["cachingOptions"].get("enableCache") is not True
-               for t, s in tasks.items() if t.endswith("-op"))
+    assert all(
+        s["cachingOptions"] == {} or s["cachingOptions"].get("enableCache") is not True
+        for t, s in tasks.items()
+        if t.endswith("-op")
+    )
 
 
 def test_images_are_pinned_from_configuration(tmp_path):
@@ -123,9 +140,3 @@ def test_components_do_not_install_kfp_at_start(tmp_path):
 def test_cpu_profile_has_no_gpu_anywhere(tmp_path):
     summary = placement_summary(*compiled(tmp_path, "kind.yaml"))
     assert all(s["accelerator"] is None and s["kubernetes"] is None for s in summary.values())
-
-
-@pytest.mark.parametrize("op", [ingest_op, split_op, train_op, evaluate_op, report_op])
-def test_every_component_says_what_it_consumes_and_produces(op):
-    description = (op.component_spec.description or "").lower()
-    assert "consumes" in description and "produces" in description, op.name

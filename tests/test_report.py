@@ -10,17 +10,21 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from components.artifacts import evaluation
+from components.artifacts.evaluation import VariantEntry
 from components.core.classes import CLASS_NAMES
 from components.core.errors import CxrError
-from components.core.metrics import labels_from_confusion_matrix, metrics_from_predictions, write_predictions
-from components.report import STUDY_CONFUSION_MATRICES, VARIANT_KEYS, report, study_reference
+from components.core.metrics import labels_from_confusion_matrix
+from components.report import STUDY_CONFUSION_MATRICES, report, study_reference
 
 CHROMIUM = Path("/usr/bin/chromium")
 DATASET = {
     "images": 64,
     "per_class": {"COVID": 16, "Lung_Opacity": 16, "Normal": 24, "Viral Pneumonia": 8},
-    "skipped": [{"path": "COVID/images/COVID-99.png", "reason": "not a PNG file"},
-                {"path": "Normal/images/Normal-7.png", "reason": "image is 0×0 pixels"}],
+    "skipped": [
+        {"path": "COVID/images/COVID-99.png", "reason": "not a PNG file", "detail": "text"},
+        {"path": "Normal/images/Normal-7.png", "reason": "image is 0×0 pixels", "detail": "empty"},
+    ],
     "duplicate_groups": 3,
 }
 MATRICES = {  # model2 has the best macro-F1
@@ -32,24 +36,40 @@ TITLES = {"model1": "FC head", "model2": "FC head + last conv", "model3": "FC he
 PARAMS = {"model1": 100, "model2": 300, "model3": 600}
 
 
-def write_evaluation(folder: Path, variant: str, matrix, *, trainable_params: int | None = None,
-                     dataset: dict = DATASET) -> Path:
+def write_evaluation(
+    folder: Path, variant: str, matrix, *, trainable_params: int | None = None, dataset: dict = DATASET
+) -> Path:
     """An evaluation folder as `evaluate` writes it, for predictions that give `matrix`."""
-    folder.mkdir(parents=True)
     y_true, y_pred = labels_from_confusion_matrix(matrix)
     probs = np.full((len(y_true), len(CLASS_NAMES)), 0.1)
     probs[np.arange(len(y_pred)), y_pred] = 0.7
-    write_predictions(folder / "predictions.csv", [f"img-{i}.png" for i in range(len(y_true))], y_true, probs)
-    epochs = 3
-    entry = {"variant": variant, "title": TITLES.get(variant, variant), "trainable_layers": ["head_output"],
-             "trainable_params": trainable_params or PARAMS.get(variant, 1), "total_params": 1000,
-             "epochs": epochs, "train_seconds": 12.5, "weights": "demo.weights.h5"}
-    entry |= metrics_from_predictions(folder / "predictions.csv")
-    entry["history"] = {"loss": [1.0, 0.7, 0.5], "accuracy": [0.5, 0.7, 0.8],
-                        "val_loss": [1.1, 0.8, 0.7], "val_accuracy": [0.45, 0.65, 0.7]}
-    entry["eval_side"] = "test"
-    (folder / "metrics.json").write_text(json.dumps(entry))
-    (folder / "dataset.json").write_text(json.dumps(dataset))
+    train = {
+        "variant": variant,
+        "title": TITLES.get(variant, variant),
+        "trainable_layers": ["head_output"],
+        "trainable_params": trainable_params or PARAMS.get(variant, 1),
+        "total_params": 1000,
+        "epochs": 3,
+        "train_seconds": 12.5,
+        "weights": "demo",
+    }
+    history = {
+        "loss": [1.0, 0.7, 0.5],
+        "accuracy": [0.5, 0.7, 0.8],
+        "val_loss": [1.1, 0.8, 0.7],
+        "val_accuracy": [0.45, 0.65, 0.7],
+    }
+    evaluation.write_evaluation(
+        folder,
+        ids=[f"img-{i}.png" for i in range(len(y_true))],
+        y_true=y_true,
+        probabilities=probs,
+        train=train,
+        history=history,
+        eval_side="test",
+        split_fingerprint="split-1",
+        dataset=dataset,
+    )
     return folder
 
 
@@ -63,30 +83,49 @@ def test_report_writes_the_comparison_contract_and_all_outputs(evaluations, tmp_
     out = tmp_path / "report"
     comparison = report(evaluations, out)
     assert json.loads((out / "comparison.json").read_text()) == comparison
-    assert list(comparison) == ["class_names", "selection_metric", "best_variant", "dataset", "variants"]
+    assert list(comparison) == [
+        "schema_version",
+        "class_names",
+        "selection_metric",
+        "best_variant",
+        "dataset",
+        "variants",
+    ]
     assert comparison["class_names"] == list(CLASS_NAMES)
     assert comparison["selection_metric"] == "macro_f1"
     assert comparison["best_variant"] == "model2"
     assert comparison["dataset"] == DATASET
     assert [v["variant"] for v in comparison["variants"]] == ["model1", "model2", "model3"]
     for entry in comparison["variants"]:
-        assert set(VARIANT_KEYS) <= set(entry)
+        assert set(VariantEntry.__required_keys__) <= set(entry)
         assert list(entry["per_class"]) == list(CLASS_NAMES)
-        assert all(set(m) == {"precision", "recall", "f1", "specificity", "support"}
-                   for m in entry["per_class"].values())
+        assert all(
+            set(m) == {"precision", "recall", "f1", "specificity", "support"}
+            for m in entry["per_class"].values()
+        )
         assert set(entry["history"]) == {"loss", "accuracy", "val_loss", "val_accuracy"}
         assert entry["confusion_matrix"] == MATRICES[entry["variant"]]
 
     table = pd.read_csv(out / "comparison.csv")
-    assert list(table.columns[:10]) == ["variant", "title", "trainable_params", "total_params", "epochs",
-                                        "train_seconds", "n_eval", "accuracy", "macro_f1", "weighted_f1"]
+    assert list(table.columns[:10]) == [
+        "variant",
+        "title",
+        "trainable_params",
+        "total_params",
+        "epochs",
+        "train_seconds",
+        "n_eval",
+        "accuracy",
+        "macro_f1",
+        "weighted_f1",
+    ]
     per_class_columns = [f"{m}_{c}" for c in CLASS_NAMES for m in ("recall", "specificity")]
     assert set(per_class_columns) <= set(table.columns)
     assert list(table["variant"]) == ["model1", "model2", "model3"]
     assert table["accuracy"].tolist() == pytest.approx([13 / 16, 15 / 16, 12 / 16])
 
     markdown = (out / "report.md").read_text()
-    assert "Best variant by macro-F1: model2 (FC head + last conv)" in markdown
+    assert "Best variant by macro-F1: **model2 (FC head + last conv)" in markdown
     assert "| **model2** (best) | FC head + last conv |" in markdown
     assert markdown.count("| true \\ predicted |") == 3  # one confusion table per variant
     assert "COVID/images/COVID-99.png | not a PNG file" in markdown
@@ -101,20 +140,22 @@ def test_report_writes_the_comparison_contract_and_all_outputs(evaluations, tmp_
         assert len(re.findall(rf'<figure class="training-curves" data-variant="{v}"><svg\b', page)) == 1
     ids = re.findall(r'\bid="([^"]+)"', page)
     assert len(ids) == len(set(ids)), "element ids must be unique across the inline figures"
-    assert '<tr class="best"><td class="text">model2<span class="badge">best</span>' in page
+    assert '<tr class="highlight"><td class="text">model2<span class="badge">best</span>' in page
     assert "not a PNG file" in page and "image is 0×0 pixels" in page
     assert "not this run" in page
 
     first = {p.name: p.read_bytes() for p in out.iterdir()}
-    assert set(first) == {"comparison.json", "comparison.csv", "report.md", "report.html"}
+    assert set(first) == {"comparison.json", "comparison.csv", "report.md", "report.html", "artifact.json"}
     report(evaluations, out)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == first
 
 
 def test_a_macro_f1_tie_goes_to_fewer_trainable_params(tmp_path):
     same = MATRICES["model2"]
-    folders = [write_evaluation(tmp_path / "a", "model1", same, trainable_params=500),
-               write_evaluation(tmp_path / "b", "model2", same, trainable_params=200)]
+    folders = [
+        write_evaluation(tmp_path / "a", "model1", same, trainable_params=500),
+        write_evaluation(tmp_path / "b", "model2", same, trainable_params=200),
+    ]
     assert report(folders, tmp_path / "out")["best_variant"] == "model2"
 
 
@@ -127,9 +168,17 @@ def test_the_study_reference_is_computed_from_its_published_confusion_matrices()
     assert reference["model2"]["accuracy"] == pytest.approx(1909 / 2117)
     # The study's own rounded classification report for model2.
     assert [round(reference["model2"]["per_class"][c]["precision"], 2) for c in CLASS_NAMES] == [
-        0.96, 0.87, 0.89, 0.97]
+        0.96,
+        0.87,
+        0.89,
+        0.97,
+    ]
     assert [round(reference["model3"]["per_class"][c]["recall"], 2) for c in CLASS_NAMES] == [
-        0.93, 0.85, 0.85, 0.94]
+        0.93,
+        0.85,
+        0.85,
+        0.94,
+    ]
 
 
 def test_report_rejects_inconsistent_or_missing_input(evaluations, tmp_path):
@@ -140,14 +189,15 @@ def test_report_rejects_inconsistent_or_missing_input(evaluations, tmp_path):
         return str(caught.value)
 
     rejected([], "no evaluation folders")
-    rejected([tmp_path / "nowhere"], "not found")
+    rejected([tmp_path / "nowhere"], "no such folder")
 
     twin = write_evaluation(tmp_path / "twin", "model1", MATRICES["model1"])
     message = rejected([*evaluations, twin], "appears twice")
     assert str(twin) in message
 
-    other = write_evaluation(tmp_path / "other", "model4", MATRICES["model1"],
-                             dataset=DATASET | {"duplicate_groups": 4})
+    other = write_evaluation(
+        tmp_path / "other", "model4", MATRICES["model1"], dataset=DATASET | {"duplicate_groups": 4}
+    )
     assert str(other / "dataset.json") in rejected([*evaluations, other], "different datasets")
 
     metrics = evaluations[0] / "metrics.json"
@@ -168,20 +218,36 @@ def test_report_rejects_inconsistent_or_missing_input(evaluations, tmp_path):
 
     metrics.write_text(json.dumps(entry))
     (evaluations[0] / "predictions.csv").unlink()
-    rejected(evaluations, "predictions.csv not found: every number comes from it")
+    rejected(evaluations, "evaluation artifact lacks predictions.csv")
 
 
 def test_report_html_renders_in_a_headless_browser(evaluations, tmp_path):
     if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} not found: install it (`apt-get install -y chromium`) to check that "
-                    "report.html renders")
+        pytest.fail(
+            f"{CHROMIUM} not found: install it (`apt-get install -y chromium`) to check that "
+            "report.html renders"
+        )
     out = tmp_path / "report"
     report(evaluations, out)
     result = subprocess.run(
-        [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom", (out / "report.html").as_uri()],
-        capture_output=True, text=True, timeout=120)
+        [
+            str(CHROMIUM),
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--dump-dom",
+            (out / "report.html").as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     dom = result.stdout
     assert dom.count("<table") >= 5  # variants, per class, dataset classes, skipped files, reference
@@ -190,3 +256,14 @@ def test_report_html_renders_in_a_headless_browser(evaluations, tmp_path):
     assert re.search(r"Best variant by macro-F1: <strong>model2 \(FC head \+ last conv\)", dom)
     assert "COVID/images/COVID-99.png" in dom
     shutil.rmtree(tmp_path / "profile", ignore_errors=True)
+
+
+def test_the_comparison_schema_is_written_down_for_every_field():
+    """components/artifacts/comparison.py documents comparison.json; no typed field goes unmentioned."""
+    from components.artifacts import comparison
+    from components.artifacts.dataset import DatasetObject, SkippedFile
+    from components.core.metrics import ClassMetrics
+
+    documented = set(re.findall(r"\w+", comparison.__doc__))
+    for schema in (comparison.Comparison, VariantEntry, DatasetObject, SkippedFile, ClassMetrics):
+        assert set(schema.__annotations__) <= documented, schema.__name__

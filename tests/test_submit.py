@@ -19,16 +19,29 @@ def kfp_server(monkeypatch):
 
 
 def run_request(scenario: KfpScenario) -> dict:
-    return next(r for r in scenario.requests
-                if r["method"] == "POST" and r["path"].startswith("/apis/v2beta1/runs"))
+    return next(
+        r for r in scenario.requests if r["method"] == "POST" and r["path"].startswith("/apis/v2beta1/runs")
+    )
 
 
 def test_submit_sends_spec_parameters_and_experiment(kfp_server, monkeypatch, capsys):
     kfp_server, scenario = kfp_server
     monkeypatch.setenv("KFP_TOKEN", "secret-token")
     monkeypatch.setenv("IMAGE_TAG", "abc123")
-    code = main(["submit", "--host", kfp_server, "--experiment", "nightly", "--set", "study.epochs=7",
-                 "--set", "study.source=gs://bucket/cxr", "--wait"])
+    code = main(
+        [
+            "submit",
+            "--host",
+            kfp_server,
+            "--experiment",
+            "nightly",
+            "--set",
+            "study.epochs=7",
+            "--set",
+            "study.source=gs://bucket/cxr",
+            "--wait",
+        ]
+    )
     assert code == 0
     out = json.loads(capsys.readouterr().out)
     assert out["state"] == "SUCCEEDED" and out["url"] == f"{kfp_server}/#/runs/details/run-1"

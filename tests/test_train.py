@@ -9,11 +9,10 @@ import keras
 import numpy as np
 import pytest
 
+from components.artifacts.dataset import open_dataset
 from components.core.data import epoch_order, training_batches
-from components.core.dataset import open_dataset
 from components.core.errors import CxrError
 from components.core.model import Backbone, load_model, resolve_weights
-from components.core.variants import VARIANTS
 from components.split import split
 from components.train import train
 from tests.factories import write_dataset
@@ -31,8 +30,17 @@ def prepared(tmp_path_factory):
 
 def test_train_writes_model_history_and_record(prepared, capfd):
     out = prepared / "model2"
-    record = train(prepared / "ds", prepared / "split", out, variant="model2", epochs=2, batch_size=8,
-                   image_size=32, weights="none", seed=3)
+    record = train(
+        prepared / "ds",
+        prepared / "split",
+        out,
+        variant="model2",
+        epochs=2,
+        batch_size=8,
+        image_size=32,
+        weights="none",
+        seed=3,
+    )
     assert {p.name for p in out.iterdir()} >= {"model.keras", "history.json", "train.json"}
     assert json.loads((out / "train.json").read_text()) == record
     history = json.loads((out / "history.json").read_text())
@@ -52,14 +60,24 @@ def test_evaluating_on_another_split_than_training_is_refused(prepared, tmp_path
     """A model's training images must never be scored: evaluate checks the split it was trained on."""
     from components.evaluate import evaluate
 
-    train(prepared / "ds", prepared / "split", tmp_path / "m", variant="model1", epochs=1, batch_size=8,
-          image_size=32, weights="none")
+    train(
+        prepared / "ds",
+        prepared / "split",
+        tmp_path / "m",
+        variant="model1",
+        epochs=1,
+        batch_size=8,
+        image_size=32,
+        weights="none",
+    )
     split(prepared / "ds", tmp_path / "other-split", val_fraction=0.25, seed=99)
     with pytest.raises(CxrError, match="trained on another split"):
         evaluate(prepared / "ds", tmp_path / "other-split", tmp_path / "m", tmp_path / "e")
     entry = evaluate(prepared / "ds", prepared / "split", tmp_path / "m", tmp_path / "e")
-    assert entry["split_fingerprint"] == json.loads((prepared / "split" / "summary.json").read_text())[
-        "split_fingerprint"]
+    assert (
+        entry["split_fingerprint"]
+        == json.loads((prepared / "split" / "summary.json").read_text())["split_fingerprint"]
+    )
 
 
 def test_each_epoch_visits_every_training_image_once_in_a_seeded_order(prepared):
@@ -72,8 +90,9 @@ def test_each_epoch_visits_every_training_image_once_in_a_seeded_order(prepared)
         seen = np.concatenate([x.numpy()[:, 0, 0, 0] for x, _ in chunk])
         expected = dataset.pixels[rows[epoch_order(len(rows), 5, epoch)], 0, 0]
         np.testing.assert_array_equal(seen, expected)
-        np.testing.assert_array_equal(np.concatenate([y.numpy() for _, y in chunk]),
-                                      labels[epoch_order(len(rows), 5, epoch)])
+        np.testing.assert_array_equal(
+            np.concatenate([y.numpy() for _, y in chunk]), labels[epoch_order(len(rows), 5, epoch)]
+        )
     assert not np.array_equal(epoch_order(20, 5, 0), epoch_order(20, 5, 1))
 
 
@@ -83,8 +102,9 @@ def test_weights_file_is_loaded_and_checked(tmp_path):
     base.save_weights(path)
     assert resolve_weights(str(path)) == str(path)
     loaded = Backbone(32, weights=resolve_weights(str(path))).base
-    np.testing.assert_array_equal(loaded.get_layer("Conv_1").kernel.numpy(),
-                                  base.get_layer("Conv_1").kernel.numpy())
+    np.testing.assert_array_equal(
+        loaded.get_layer("Conv_1").kernel.numpy(), base.get_layer("Conv_1").kernel.numpy()
+    )
     (tmp_path / "backbone.weights.h5.sha256").write_text("0" * 64 + "  backbone.weights.h5\n")
     with pytest.raises(CxrError, match="does not match"):
         resolve_weights(str(path))
@@ -118,7 +138,7 @@ def test_training_under_mirrored_strategy_over_two_cpu_devices(prepared, tmp_pat
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
         from components.train import train
-        record = train({str(prepared / 'ds')!r}, {str(prepared / 'split')!r}, {str(tmp_path / 'm')!r},
+        record = train({str(prepared / "ds")!r}, {str(prepared / "split")!r}, {str(tmp_path / "m")!r},
                        variant="model1", epochs=2, batch_size=8, image_size=32, weights="none",
                        devices=["/cpu:0", "/cpu:1"])
         print(json.dumps(record))
@@ -130,8 +150,3 @@ def test_training_under_mirrored_strategy_over_two_cpu_devices(prepared, tmp_pat
     assert "MirroredStrategy" in done.stderr
     history = json.loads((tmp_path / "m" / "history.json").read_text())
     assert len(history["loss"]) == 2 and all(np.isfinite(history["loss"]))
-
-
-def test_variants_table_matches_design():
-    assert {v: VARIANTS[v].title for v in VARIANTS} == {
-        "model1": "FC head", "model2": "FC head + last conv", "model3": "FC head + last 2 conv"}

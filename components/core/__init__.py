@@ -1,1 +1,1 @@
-"""Shared ML core: class names, errors, progress, dataset artifact, storage, images, model, metrics."""
+"""The shared ML core: what more than one step uses, each concept in one module."""

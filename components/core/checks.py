@@ -19,8 +19,10 @@ def check_fractions(val_fraction: float, test_fraction: float, prefix: str = "--
     if not 0 <= test_fraction < 1:
         raise CxrError(f"{test} {test_fraction} must be in [0, 1), e.g. 0.1 or 0")
     if val_fraction + test_fraction >= 1:
-        raise CxrError(f"{val} {val_fraction} + {test} {test_fraction} leave no training images; "
-                       "their sum must be below 1")
+        raise CxrError(
+            f"{val} {val_fraction} + {test} {test_fraction} leave no training images; "
+            "their sum must be below 1"
+        )
 
 
 def check_training_settings(epochs: int, batch_size: int, image_size: int, prefix: str = "--") -> None:
@@ -30,5 +32,7 @@ def check_training_settings(epochs: int, batch_size: int, image_size: int, prefi
         if value < 1:
             raise CxrError(f"{prefix}{name} {value} must be at least 1")
     if image_size < MIN_IMAGE_SIZE:
-        raise CxrError(f"{prefix}image{sep}size {image_size} is below MobileNetV2's minimum of "
-                       f"{MIN_IMAGE_SIZE} pixels; use e.g. 64, 96 or 224")
+        raise CxrError(
+            f"{prefix}image{sep}size {image_size} is below MobileNetV2's minimum of "
+            f"{MIN_IMAGE_SIZE} pixels; use e.g. 64, 96 or 224"
+        )

@@ -12,11 +12,15 @@ once the train step checkpoints (not yet: a retried train task starts again at e
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import tensorflow as tf
 
-from components.core.dataset import Dataset
 from components.core.progress import Progress
+
+if TYPE_CHECKING:
+    from components.artifacts.dataset import Dataset
 
 
 def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
@@ -24,15 +28,23 @@ def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
     return np.random.default_rng([seed, epoch]).permutation(n)
 
 
+def resize_pixels(pixels, image_size: int) -> tf.Tensor:
+    """uint8 (n, S, S) stored pixels → float32 (n, image_size, image_size, 1) model input in 0..255.
+
+    Area resizing (each output pixel averages the stored pixels it covers) when S differs.
+    """
+    images = tf.convert_to_tensor(np.asarray(pixels)[..., np.newaxis], dtype=tf.float32)
+    if images.shape[1] != image_size:
+        images = tf.image.resize(images, (image_size, image_size), method="area")
+    return images
+
+
 def _gather(pixels: np.ndarray, rows: np.ndarray, image_size: int) -> tf.Tensor:
     # Memory-map reads are fastest in ascending order; restore the requested order afterwards.
     sort = np.argsort(rows, kind="stable")
     batch = np.empty((len(rows),) + pixels.shape[1:], dtype=np.uint8)
     batch[sort] = pixels[rows[sort]]
-    images = tf.convert_to_tensor(batch[..., np.newaxis], dtype=tf.float32)
-    if pixels.shape[1] != image_size:
-        images = tf.image.resize(images, (image_size, image_size), method="area")
-    return images
+    return resize_pixels(batch, image_size)
 
 
 def _batch_loader(pixels: np.ndarray, image_size: int):
@@ -44,8 +56,17 @@ def _batch_loader(pixels: np.ndarray, image_size: int):
     return load
 
 
-def training_batches(dataset: Dataset, rows: np.ndarray, labels: np.ndarray, *, image_size: int,
-                     batch_size: int, epochs: int, seed: int, first_epoch: int = 0) -> tf.data.Dataset:
+def training_batches(
+    dataset: Dataset,
+    rows: np.ndarray,
+    labels: np.ndarray,
+    *,
+    image_size: int,
+    batch_size: int,
+    epochs: int,
+    seed: int,
+    first_epoch: int = 0,
+) -> tf.data.Dataset:
     """(images, labels) batches for epochs first_epoch..epochs-1, each epoch in its own seeded order.
 
     One dataset spans all epochs (pass steps_per_epoch = ceil(len(rows) / batch_size) to fit), so
@@ -55,8 +76,7 @@ def training_batches(dataset: Dataset, rows: np.ndarray, labels: np.ndarray, *, 
     label_of_row = dict(zip(rows.tolist(), labels.tolist(), strict=True))
     order_labels = np.vectorize(label_of_row.__getitem__, otypes=[np.int32])(orders)
     per_epoch = tf.data.Dataset.from_tensor_slices((orders, order_labels))
-    batches = per_epoch.flat_map(
-        lambda r, y: tf.data.Dataset.from_tensor_slices((r, y)).batch(batch_size))
+    batches = per_epoch.flat_map(lambda r, y: tf.data.Dataset.from_tensor_slices((r, y)).batch(batch_size))
     load = _batch_loader(dataset.pixels, image_size)
     return batches.map(lambda r, y: (load(r), y), num_parallel_calls=tf.data.AUTOTUNE).prefetch(2)
 
@@ -66,8 +86,9 @@ def steps_per_epoch(n: int, batch_size: int) -> int:
     return -(-n // batch_size)
 
 
-def eval_batches(dataset: Dataset, rows: np.ndarray, *, image_size: int, batch_size: int,
-                 labels: np.ndarray | None = None) -> tf.data.Dataset:
+def eval_batches(
+    dataset: Dataset, rows: np.ndarray, *, image_size: int, batch_size: int, labels: np.ndarray | None = None
+) -> tf.data.Dataset:
     """Batches of the given rows in the given order (images, or (images, labels) when labels are given)."""
     load = _batch_loader(dataset.pixels, image_size)
     if labels is None:

@@ -39,6 +39,10 @@ SKIP_REASONS = (EMPTY, NOT_AN_IMAGE, TRUNCATED, TOO_LARGE, UNKNOWN_CLASS)
 FORMATS = ("PNG", "JPEG", "BMP", "TIFF", "GIF", "WEBP")
 _SIGNATURES = {b"\x89PNG\r\n\x1a\n": "PNG", b"\xff\xd8\xff": "JPEG"}
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# What Pillow's decoders raise on a broken file (a MemoryError or a bug of ours is not among them).
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error)
+# Opening also runs a format plugin's header parser, which can index past a corrupt header's end.
+_HEADER_ERRORS = (*_DECODE_ERRORS, IndexError, KeyError, TypeError)
 
 
 class ImageSkip(Exception):
@@ -107,16 +111,20 @@ def decode_gray(data: bytes, *, max_pixels: int) -> Decoded:
             _check_png_chunks(data)
         try:
             im.load()
-        except Exception as exc:  # Pillow raises OSError, SyntaxError, ValueError, zlib.error, ...
+        except _DECODE_ERRORS as exc:
             raise ImageSkip(TRUNCATED, f"decoding failed part-way ({_describe(exc)})") from exc
         try:
             pixels = to_gray8(im)
         except (ValueError, OSError) as exc:
-            raise ImageSkip(NOT_AN_IMAGE, f"colour mode {im.mode} cannot be converted to grayscale "
-                                          f"({_describe(exc)})") from exc
+            raise ImageSkip(
+                NOT_AN_IMAGE, f"colour mode {im.mode} cannot be converted to grayscale ({_describe(exc)})"
+            ) from exc
     if pixels.shape != (header.height, header.width):
-        raise ImageSkip(TRUNCATED, f"decoded {pixels.shape[1]}x{pixels.shape[0]} pixels but the "
-                                   f"header says {header.width}x{header.height}")
+        raise ImageSkip(
+            TRUNCATED,
+            f"decoded {pixels.shape[1]}x{pixels.shape[0]} pixels but the "
+            f"header says {header.width}x{header.height}",
+        )
     return Decoded(header, pixels)
 
 
@@ -146,13 +154,14 @@ def resize_square(pixels: np.ndarray, size: int) -> np.ndarray:
     """
     if pixels.shape == (size, size):
         return pixels
-    return np.asarray(Image.fromarray(pixels).resize((size, size), Image.Resampling.BILINEAR),
-                      dtype=np.uint8)
+    return np.asarray(Image.fromarray(pixels).resize((size, size), Image.Resampling.BILINEAR), dtype=np.uint8)
 
 
 def pixel_sha256(pixels: np.ndarray) -> str:
-    """Hash of decoded 8-bit pixels at original size; the size is hashed too, so only images with
-    identical size and pixels share it."""
+    """Hash of decoded 8-bit pixels at original size.
+
+    The size is hashed too, so only images with identical size and pixels share it.
+    """
     height, width = pixels.shape
     digest = hashlib.sha256(f"{width}x{height}\n".encode())
     digest.update(np.ascontiguousarray(pixels, dtype=np.uint8).data)
@@ -171,16 +180,18 @@ def _open(fp: BinaryIO, max_pixels: int) -> Image.Image:
     except UnidentifiedImageError as exc:
         known = next((name for sig, name in _SIGNATURES.items() if start.startswith(sig)), None)
         if known:
-            raise ImageSkip(TRUNCATED, f"{known} signature but the header is incomplete or "
-                                       "corrupt") from exc
-        raise ImageSkip(NOT_AN_IMAGE, "Pillow cannot identify it as an image "
-                                      f"(first bytes {start[:8]!r})") from exc
-    except Exception as exc:  # a plugin failing on a corrupt header
+            raise ImageSkip(TRUNCATED, f"{known} signature but the header is incomplete or corrupt") from exc
+        raise ImageSkip(
+            NOT_AN_IMAGE, f"Pillow cannot identify it as an image (first bytes {start[:8]!r})"
+        ) from exc
+    except _HEADER_ERRORS as exc:
         raise ImageSkip(TRUNCATED, f"unreadable header ({_describe(exc)})") from exc
     if im.width * im.height > max_pixels:
         im.close()
-        raise ImageSkip(TOO_LARGE, f"{im.width}x{im.height} = {im.width * im.height:,} pixels is over "
-                                   f"the limit of {max_pixels:,}")
+        raise ImageSkip(
+            TOO_LARGE,
+            f"{im.width}x{im.height} = {im.width * im.height:,} pixels is over the limit of {max_pixels:,}",
+        )
     return im
 
 
@@ -193,12 +204,12 @@ def _check_png_chunks(data: bytes) -> None:
     while True:
         if pos + 8 > len(data):
             raise ImageSkip(TRUNCATED, "the file ends before the PNG IEND chunk")
-        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        length, kind = struct.unpack(">I4s", data[pos : pos + 8])
         end = pos + 8 + length + 4
         if end > len(data):
             raise ImageSkip(TRUNCATED, f"the file ends inside a PNG {kind.decode('latin-1')!r} chunk")
-        stored_crc = struct.unpack(">I", data[end - 4:end])[0]
-        if zlib.crc32(memoryview(data)[pos + 4:end - 4]) != stored_crc:
+        stored_crc = struct.unpack(">I", data[end - 4 : end])[0]
+        if zlib.crc32(memoryview(data)[pos + 4 : end - 4]) != stored_crc:
             raise ImageSkip(TRUNCATED, f"bad CRC in a PNG {kind.decode('latin-1')!r} chunk at byte {pos}")
         if kind == b"IEND":
             return

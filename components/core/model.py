@@ -25,8 +25,14 @@ HEAD_DROPOUT = 0.3
 IMAGENET_NO_TOP_FILE = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
 
 
-def build_model(variant: Variant, *, image_size: int = 224, weights: str | None = "imagenet",
-                head_units: tuple[int, ...] = HEAD_UNITS, dropout: float = HEAD_DROPOUT) -> keras.Model:
+def build_model(
+    variant: Variant,
+    *,
+    image_size: int = 224,
+    weights: str | None = "imagenet",
+    head_units: tuple[int, ...] = HEAD_UNITS,
+    dropout: float = HEAD_DROPOUT,
+) -> keras.Model:
     """MobileNetV2 + head with exactly the variant's layers trainable.
 
     Args:
@@ -38,15 +44,19 @@ def build_model(variant: Variant, *, image_size: int = 224, weights: str | None 
     """
     backbone = Backbone(image_size, variant.trainable_backbone_layers, weights=weights)
     pixels = keras.Input((image_size, image_size, 1), name="pixels")
-    x = keras.layers.Concatenate(name="gray_to_rgb")([pixels, pixels, pixels])
-    x = keras.layers.Rescaling(1 / 127.5, offset=-1.0, name="preprocess")(x)
-    x = backbone(x)
+    x = backbone(mobilenet_input(pixels))
     x = keras.layers.GlobalAveragePooling2D(name="head_pool")(x)
     for i, units in enumerate(head_units, start=1):
         x = keras.layers.Dense(units, activation="relu", name=f"head_dense_{i}")(x)
         x = keras.layers.Dropout(dropout, name=f"head_dropout_{i}")(x)
     outputs = keras.layers.Dense(len(CLASS_NAMES), activation="softmax", name="head_output")(x)
     return keras.Model(pixels, outputs, name=f"mobilenetv2_{variant.id}")
+
+
+def mobilenet_input(pixels):
+    """Grayscale pixels in 0..255 → MobileNetV2's 3-channel [-1, 1] input (= `preprocess_input`)."""
+    rgb = keras.layers.Concatenate(name="gray_to_rgb")([pixels, pixels, pixels])
+    return keras.layers.Rescaling(1 / 127.5, offset=-1.0, name="preprocess")(rgb)
 
 
 @keras.saving.register_keras_serializable(package="cxr")
@@ -70,15 +80,19 @@ class Backbone(keras.layers.Layer):
             layer.trainable = layer.name in self.trainable_layers
 
     def call(self, inputs):
+        """The backbone's features of `inputs`, BatchNorm in inference mode whatever the caller's mode."""
         return self.base(inputs, training=False)
 
     def compute_output_shape(self, input_shape):
+        """The shape of the backbone's output for `input_shape`."""
         return self.base.compute_output_shape(input_shape)
 
     def get_config(self):
-        # The architecture is rebuilt from these; load_model restores the weights.
-        return super().get_config() | {"image_size": self.image_size,
-                                       "trainable_layers": list(self.trainable_layers)}
+        """What rebuilds the architecture on load (load_model then restores the weights)."""
+        return super().get_config() | {
+            "image_size": self.image_size,
+            "trainable_layers": list(self.trainable_layers),
+        }
 
 
 def load_model(path: Path) -> keras.Model:
@@ -102,18 +116,22 @@ def count_params(weights) -> int:
 
 def _mobilenet_v2(image_size: int, weights: str | None) -> keras.Model:
     try:
-        return keras.applications.MobileNetV2(input_shape=(image_size, image_size, 3),
-                                              include_top=False, weights=weights)
+        return keras.applications.MobileNetV2(
+            input_shape=(image_size, image_size, 3), include_top=False, weights=weights
+        )
     except Exception as exc:  # Keras raises plain Exception/URLError/ValueError types here
         if weights == "imagenet":
             raise CxrError(
                 f"ImageNet weights could not be downloaded ({type(exc).__name__}); pass --weights "
                 f"PATH to a local {IMAGENET_NO_TOP_FILE}, --weights gs://BUCKET/OBJECT, a file made by "
-                "`cxr demo-weights`, or --weights none") from exc
+                "`cxr demo-weights`, or --weights none"
+            ) from exc
         first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise CxrError(f"cannot load backbone weights from {weights} ({first_line}); expected a "
-                       "MobileNetV2 no-top weights file (.h5 / .weights.h5), e.g. one made by "
-                       "`cxr demo-weights`") from exc
+        raise CxrError(
+            f"cannot load backbone weights from {weights} ({first_line}); expected a "
+            "MobileNetV2 no-top weights file (.h5 / .weights.h5), e.g. one made by "
+            "`cxr demo-weights`"
+        ) from exc
 
 
 def resolve_weights(spec: str, *, image_size: int = 224, sha256: str | None = None) -> str | None:
@@ -127,12 +145,14 @@ def resolve_weights(spec: str, *, image_size: int = 224, sha256: str | None = No
     if spec == "imagenet":
         return "imagenet"
     if spec == "demo":
-        from components.core.demo import demo_weights_cache_path, make_demo_weights
-        return str(make_demo_weights(demo_weights_cache_path(image_size, 0), image_size=image_size))
+        from components.demo.backbone import demo_backbone_file
+
+        return str(demo_backbone_file(image_size))
     if spec.lower() == "none":
         return None
     if spec.startswith("gs://"):
         from components.core.storage import cache_dir, download_file
+
         local = cache_dir() / "weights" / hashlib.sha256(spec.encode()).hexdigest()[:16] / Path(spec).name
         if not local.exists():
             download_file(spec, local, expected_sha256=sha256)
@@ -140,14 +160,18 @@ def resolve_weights(spec: str, *, image_size: int = 224, sha256: str | None = No
     else:
         path = Path(spec)
         if not path.is_file():
-            raise CxrError(f"--weights {spec}: no such file; use imagenet, none, a local weights file "
-                           "or a gs:// URI")
+            raise CxrError(
+                f"--weights {spec}: no such file; use imagenet, none, a local weights file or a gs:// URI"
+            )
     sidecar = path.with_name(path.name + ".sha256")
     expected = sha256 or (sidecar.read_text().split()[0] if sidecar.is_file() else None)
     if expected and not spec.startswith("gs://"):  # a gs:// download checked it already
         from components.core.storage import file_digest
+
         actual = file_digest(path, "sha256").hex()
         if actual != expected.lower():
-            raise CxrError(f"--weights {spec}: sha256 {actual[:12]}… does not match the expected "
-                           f"{expected[:12]}…; download the file again")
+            raise CxrError(
+                f"--weights {spec}: sha256 {actual[:12]}… does not match the expected "
+                f"{expected[:12]}…; download the file again"
+            )
     return str(path)

@@ -44,8 +44,15 @@ def confusion_matrix_svg(matrix, class_names, title: str, *, salt: str) -> str:
     ax.invert_yaxis()
     for t in range(counts.shape[0]):
         for p in range(counts.shape[1]):
-            ax.text(p + 0.5, t + 0.5, f"{counts[t, p]}\n{shares[t, p]:.0%}", ha="center", va="center",
-                    fontsize=9, color="white" if shares[t, p] > 0.55 else "#222222")
+            ax.text(
+                p + 0.5,
+                t + 0.5,
+                f"{counts[t, p]}\n{shares[t, p]:.0%}",
+                ha="center",
+                va="center",
+                fontsize=9,
+                color="white" if shares[t, p] > 0.55 else "#222222",
+            )
     ticks = np.arange(len(class_names)) + 0.5
     ax.set_xticks(ticks, labels, fontsize=8)
     ax.set_yticks(ticks, labels, fontsize=8)
@@ -76,8 +83,15 @@ def training_curves_svg(history: dict, title: str, *, salt: str) -> str:
             values = [float(v) for v in history.get(key) or []]
             if values:
                 epochs = np.arange(1, len(values) + 1)
-                ax.plot(epochs, values, color=color, label=name, marker="o" if len(values) <= 30 else None,
-                        markersize=3, linewidth=1.5)
+                ax.plot(
+                    epochs,
+                    values,
+                    color=color,
+                    label=name,
+                    marker="o" if len(values) <= 30 else None,
+                    markersize=3,
+                    linewidth=1.5,
+                )
                 drawn = True
         if drawn:
             ax.legend(fontsize=8, frameon=False)
@@ -107,5 +121,8 @@ def _svg(fig: Figure, salt: str) -> str:
     prefix = re.sub(r"[^A-Za-z0-9_-]", "_", salt)
     ids = set(re.findall(r'\bid="([^"]+)"', text))
     text = re.sub(r'\bid="([^"]+)"', lambda m: f'id="{prefix}-{m.group(1)}"', text)
-    return re.sub(r'(href="#|url\(#)([^")]+)',
-                  lambda m: f"{m.group(1)}{prefix}-{m.group(2)}" if m.group(2) in ids else m.group(0), text)
+    return re.sub(
+        r'(href="#|url\(#)([^")]+)',
+        lambda m: f"{m.group(1)}{prefix}-{m.group(2)}" if m.group(2) in ids else m.group(0),
+        text,
+    )

@@ -1,10 +1,22 @@
-"""Console progress for long work (images ingested, epochs, predictions), printed to stderr."""
+"""Console progress for long work (images ingested, epochs, predictions), printed to stderr.
+
+While LOG_TAG_ENV is set (by `cxr run-local`, for its tasks too), every line starts with LINE_TAG so
+the run's console can tell our lines from the rest of a task's output (pipelines/console.py).
+"""
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import time
+
+LOG_TAG_ENV = "CXR_LOG_TAG"
+LINE_TAG = "[cxr] "
+
+
+def _tag() -> str:
+    return LINE_TAG if os.environ.get(LOG_TAG_ENV) else ""
 
 
 class Progress:
@@ -33,10 +45,13 @@ class Progress:
         pct = 100.0 * self.done / self.total if self.total else 100.0
         rate = self.done / max(time.monotonic() - self._started, 1e-9)
         tail = f" {extra}" if extra else ""
-        print(f"{self.label}: {self.done}/{self.total} ({pct:.0f}%, {rate:.0f}/s){tail}",
-              file=self.stream, flush=True)
+        print(
+            f"{_tag()}{self.label}: {self.done}/{self.total} ({pct:.0f}%, {rate:.0f}/s){tail}",
+            file=self.stream,
+            flush=True,
+        )
 
 
 def log(message: str) -> None:
     """One line of console output for a step (stderr, so stdout stays machine-readable)."""
-    print(message, file=sys.stderr, flush=True)
+    print(f"{_tag()}{message}", file=sys.stderr, flush=True)

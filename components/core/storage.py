@@ -46,6 +46,7 @@ class GcsObject:
 
     @property
     def uri(self) -> str:
+        """gs://BUCKET/NAME."""
         return f"gs://{self.bucket}/{self.name}"
 
 
@@ -62,7 +63,7 @@ def split_gcs_uri(uri: str) -> tuple[str, str]:
     """
     if not is_gcs_uri(uri):
         raise CxrError(f"{uri!r} is not a gs:// URI; write it as gs://BUCKET/PATH")
-    bucket, _, name = uri[len("gs://"):].partition("/")
+    bucket, _, name = uri[len("gs://") :].partition("/")
     if not bucket:
         raise CxrError(f"{uri!r} has no bucket name; write it as gs://BUCKET/PATH")
     return bucket, name
@@ -78,13 +79,17 @@ def get_client():
 
     if os.environ.get(EMULATOR_ENV):
         from google.auth.credentials import AnonymousCredentials
+
         return storage.Client(project=EMULATOR_PROJECT, credentials=AnonymousCredentials())
     from google.auth.exceptions import DefaultCredentialsError
+
     try:
         return storage.Client()
     except DefaultCredentialsError as exc:
-        raise CxrError("no Google Cloud credentials for gs:// access: run `gcloud auth "
-                       "application-default login` or set GOOGLE_APPLICATION_CREDENTIALS") from exc
+        raise CxrError(
+            "no Google Cloud credentials for gs:// access: run `gcloud auth "
+            "application-default login` or set GOOGLE_APPLICATION_CREDENTIALS"
+        ) from exc
 
 
 def list_objects(uri: str, *, client=None) -> list[GcsObject]:
@@ -104,17 +109,26 @@ def list_objects(uri: str, *, client=None) -> list[GcsObject]:
             if blob is not None:
                 return [_object(blob, name.rsplit("/", 1)[-1])]
         prefix = f"{name.rstrip('/')}/" if name.strip("/") else ""
-        objects = [_object(blob, blob.name[len(prefix):])
-                   for blob in client.list_blobs(bucket_name, prefix=prefix)
-                   if not blob.name.endswith("/")]
+        objects = [
+            _object(blob, blob.name[len(prefix) :])
+            for blob in client.list_blobs(bucket_name, prefix=prefix)
+            if not blob.name.endswith("/")
+        ]
     if not objects:
-        raise CxrError(f"{uri}: no objects under this prefix; check the bucket and path "
-                       f"(`gcloud storage ls {uri}`)")
+        raise CxrError(
+            f"{uri}: no objects under this prefix; check the bucket and path (`gcloud storage ls {uri}`)"
+        )
     return sorted(objects, key=lambda o: o.name)
 
 
-def download_objects(objects: list[GcsObject], destinations: list[Path], *, workers: int = 8,
-                     client=None, label: str = "download") -> None:
+def download_objects(
+    objects: list[GcsObject],
+    destinations: list[Path],
+    *,
+    workers: int = 8,
+    client=None,
+    label: str = "download",
+) -> None:
     """Downloads objects in parallel, each to its destination path, verifying every checksum.
 
     Raises:
@@ -139,8 +153,9 @@ def download_objects(objects: list[GcsObject], destinations: list[Path], *, work
 
 
 def download_file(uri: str, dest: Path, expected_sha256: str | None = None) -> Path:
-    """Downloads one object to `dest` (written atomically), verified against its stored checksums
-    and, when given, `expected_sha256` (hex).
+    """Downloads one object to `dest` (written atomically), verified against its checksums.
+
+    The object's stored MD5/CRC32C are checked, and `expected_sha256` (hex) too when given.
 
     Returns:
         `dest`.
@@ -166,8 +181,10 @@ def download_file(uri: str, dest: Path, expected_sha256: str | None = None) -> P
         if expected_sha256:
             actual = file_digest(tmp, "sha256").hex()
             if actual != expected_sha256.lower():
-                raise CxrError(f"{uri}: sha256 {actual[:12]}… does not match the expected "
-                               f"{expected_sha256[:12]}…; check the URI or the expected hash")
+                raise CxrError(
+                    f"{uri}: sha256 {actual[:12]}… does not match the expected "
+                    f"{expected_sha256[:12]}…; check the URI or the expected hash"
+                )
         tmp.replace(dest)
     finally:
         tmp.unlink(missing_ok=True)
@@ -206,6 +223,7 @@ def file_digest(path: Path, algorithm: str) -> bytes:
     """The digest of a file's bytes: "md5", "sha256" (hashlib) or "crc32c" (4 bytes, big-endian)."""
     if algorithm == "crc32c":
         import google_crc32c
+
         checksum = google_crc32c.Checksum()
         update = checksum.update
     else:
@@ -227,8 +245,10 @@ def verify_download(obj: GcsObject, path: Path) -> None:
         if expected:
             actual = base64.b64encode(file_digest(path, algorithm)).decode()
             if actual != expected:
-                raise CxrError(f"{obj.uri}: downloaded bytes fail the {algorithm} check (got {actual}, "
-                               f"object says {expected}); the transfer was corrupted, run again")
+                raise CxrError(
+                    f"{obj.uri}: downloaded bytes fail the {algorithm} check (got {actual}, "
+                    f"object says {expected}); the transfer was corrupted, run again"
+                )
 
 
 def _download_verified(client, obj: GcsObject, dest: Path) -> None:
@@ -245,8 +265,15 @@ def _fetch(blob, dest: Path) -> None:
 
 
 def _object(blob, relative: str) -> GcsObject:
-    return GcsObject(bucket=blob.bucket.name, name=blob.name, relative=relative, size=int(blob.size or 0),
-                     generation=blob.generation, md5_hash=blob.md5_hash, crc32c=blob.crc32c)
+    return GcsObject(
+        bucket=blob.bucket.name,
+        name=blob.name,
+        relative=relative,
+        size=int(blob.size or 0),
+        generation=blob.generation,
+        md5_hash=blob.md5_hash,
+        crc32c=blob.crc32c,
+    )
 
 
 class _gcs_errors:
@@ -263,15 +290,22 @@ class _gcs_errors:
             return False
         from google.api_core import exceptions as api
         from google.auth.exceptions import GoogleAuthError
+
         if isinstance(exc, api.NotFound):
-            raise CxrError(f"{self.uri}: bucket or object not found; check the name "
-                           f"(`gcloud storage ls {self.uri}`)") from exc
+            raise CxrError(
+                f"{self.uri}: bucket or object not found; check the name (`gcloud storage ls {self.uri}`)"
+            ) from exc
         if isinstance(exc, api.Forbidden | api.Unauthorized):
-            raise CxrError(f"{self.uri}: access denied; grant this account storage.objects "
-                           "read/write permissions on the bucket") from exc
+            raise CxrError(
+                f"{self.uri}: access denied; grant this account storage.objects "
+                "read/write permissions on the bucket"
+            ) from exc
         from requests.exceptions import RequestException
+
         if isinstance(exc, api.GoogleAPIError | GoogleAuthError | RequestException):
             first = str(exc).splitlines()[0] if str(exc) else ""
-            raise CxrError(f"{self.uri}: cannot reach Google Cloud Storage ({type(exc).__name__}: "
-                           f"{first[:200]}); check the network and credentials") from exc
+            raise CxrError(
+                f"{self.uri}: cannot reach Google Cloud Storage ({type(exc).__name__}: "
+                f"{first[:200]}); check the network and credentials"
+            ) from exc
         return False

@@ -15,11 +15,15 @@ class Variant:
 
 
 VARIANTS: dict[str, Variant] = {
-    v.id: v for v in (
+    v.id: v
+    for v in (
         Variant("model1", "FC head", ()),
         Variant("model2", "FC head + last conv", ("Conv_1", "Conv_1_bn")),
-        Variant("model3", "FC head + last 2 conv",
-                ("block_16_project", "block_16_project_BN", "Conv_1", "Conv_1_bn")),
+        Variant(
+            "model3",
+            "FC head + last 2 conv",
+            ("block_16_project", "block_16_project_BN", "Conv_1", "Conv_1_bn"),
+        ),
     )
 }
 

@@ -1,0 +1,239 @@
+"""Where ingest reads a dataset from: a folder, a .zip of it, objects under a gs:// prefix, or demo:N.
+
+Every source lists its files by their path relative to the source root ("a/b/c.png") with their
+sizes, and reads them by that path; which of them are samples is ingest's business. A zip is read in
+place (never extracted), each thread with its own handle; gs:// objects are downloaded (in parallel,
+checksum-verified) into a temporary folder that is removed afterwards; `demo:N` writes N synthetic
+images into a temporary folder first.
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+import os
+import tempfile
+import threading
+import zipfile
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+from components.core import images, storage
+from components.core.errors import CxrError
+from components.core.images import ImageSkip
+
+# `demo:N`: the ingest task makes N synthetic images itself (kind and cluster smoke runs need no data).
+DEMO_SOURCE_PREFIX = "demo:"
+
+
+class Source(abc.ABC):
+    """Files addressed by their path relative to the source root ("a/b/c.png")."""
+
+    @abc.abstractmethod
+    def entries(self) -> list[tuple[str, int]]:
+        """(relative path, size in bytes) of every file, sorted."""
+
+    def prepare(self, rels: list[str], workers: int) -> None:  # noqa: B027 (optional hook)
+        """Makes the given files readable (gs:// downloads them); a no-op for local sources."""
+
+    @abc.abstractmethod
+    def read(self, rel: str) -> bytes:
+        """The file's bytes."""
+
+    @abc.abstractmethod
+    def open(self, rel: str) -> contextlib.AbstractContextManager[BinaryIO]:
+        """The file opened for binary reading."""
+
+    @abc.abstractmethod
+    def location(self, rel: str) -> str:
+        """Where the file was read, for index.csv's source_path."""
+
+    def close(self) -> None:  # noqa: B027 (optional hook)
+        """Releases what the source holds open (a zip archive); a no-op for folders."""
+
+
+class _DirSource(Source):
+    """A folder (links followed, each real folder walked once; the output folder left out)."""
+
+    def __init__(self, root: Path, exclude: Path | None = None):
+        self.root = root.resolve()
+        # The output folder, when it sits inside the source, is not part of the data.
+        self.exclude = exclude.resolve() if exclude is not None else None
+
+    def entries(self) -> list[tuple[str, int]]:
+        def fail(exc: OSError) -> None:
+            raise CxrError(f"cannot list {exc.filename}: {exc.strerror}; check its permissions") from exc
+
+        found = []
+        seen: set[Path] = set()  # real paths of the folders walked, so a link loop is walked once
+        for folder, subfolders, files in os.walk(self.root, onerror=fail, followlinks=True):
+            base = Path(folder)
+            real = base.resolve()
+            if real in seen:
+                subfolders[:] = []
+                continue
+            seen.add(real)
+            subfolders[:] = [d for d in subfolders if (base / d).resolve() != self.exclude]
+            for name in files:
+                path = base / name
+                try:
+                    size = path.stat().st_size
+                except OSError:  # a dangling link: let the read report it
+                    size = -1
+                found.append((path.relative_to(self.root).as_posix(), size))
+        return sorted(found)
+
+    def read(self, rel: str) -> bytes:
+        return (self.root / rel).read_bytes()
+
+    def open(self, rel: str):
+        return open(self.root / rel, "rb")
+
+    def location(self, rel: str) -> str:
+        return str(self.root / rel)
+
+
+class _ZipSource(Source):
+    """Reads members in place; each thread has its own handle on the archive."""
+
+    def __init__(self, path: Path, location: str):
+        self.path = path
+        self.prefix = location
+        self._local = threading.local()
+        self._handles: list[zipfile.ZipFile] = []
+        self._lock = threading.Lock()
+        try:
+            infos = self._zip().infolist()
+        except (zipfile.BadZipFile, OSError) as exc:
+            raise CxrError(f"--source {location}: not a readable .zip archive ({exc})") from exc
+        # Zips made on Windows may use backslashes; a member is addressed by its "/" form.
+        self.members = {
+            info.filename.replace("\\", "/").lstrip("/"): info for info in infos if not info.is_dir()
+        }
+
+    def _zip(self) -> zipfile.ZipFile:
+        handle = getattr(self._local, "zip", None)
+        if handle is None:
+            handle = zipfile.ZipFile(self.path)
+            self._local.zip = handle
+            with self._lock:
+                self._handles.append(handle)
+        return handle
+
+    def entries(self) -> list[tuple[str, int]]:
+        return sorted((rel, info.file_size) for rel, info in self.members.items())
+
+    def read(self, rel: str) -> bytes:
+        with self._member_errors():
+            return self._zip().read(self.members[rel])
+
+    @contextlib.contextmanager
+    def open(self, rel: str) -> Iterator[BinaryIO]:
+        with self._member_errors(), self._zip().open(self.members[rel]) as f:
+            yield f
+
+    @staticmethod
+    @contextlib.contextmanager
+    def _member_errors() -> Iterator[None]:
+        try:
+            yield
+        except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
+            raise ImageSkip(images.TRUNCATED, f"corrupt zip member ({exc})") from exc
+        except (RuntimeError, NotImplementedError) as exc:
+            raise ImageSkip(images.NOT_AN_IMAGE, f"zip member cannot be read ({exc})") from exc
+
+    def location(self, rel: str) -> str:
+        return f"{self.prefix}!/{self.members[rel].filename}"
+
+    def close(self) -> None:
+        for handle in self._handles:
+            handle.close()
+
+
+class _GcsSource(Source):
+    """Objects under a prefix; prepare() downloads (verified) the files ingest will read."""
+
+    def __init__(self, objects: list[storage.GcsObject], tmp: Path):
+        self.objects = {o.relative: o for o in objects}
+        self.tmp = tmp
+        self.local: dict[str, Path] = {}
+
+    def entries(self) -> list[tuple[str, int]]:
+        return sorted((rel, o.size) for rel, o in self.objects.items())
+
+    def prepare(self, rels: list[str], workers: int) -> None:
+        # Local names are numbers: object names may hold characters or '..' a file system refuses.
+        self.local = {rel: self.tmp / f"{i:07d}" for i, rel in enumerate(rels)}
+        storage.download_objects(
+            [self.objects[r] for r in rels],
+            list(self.local.values()),
+            workers=workers,
+            label="ingest: download",
+        )
+
+    def read(self, rel: str) -> bytes:
+        return self.local[rel].read_bytes()
+
+    def open(self, rel: str):
+        return open(self.local[rel], "rb")
+
+    def location(self, rel: str) -> str:
+        return self.objects[rel].uri
+
+
+def _make_demo_source(source: str, folder: Path) -> Path:
+    """Writes the demo dataset that a `demo:N` source names (N images, seed 0) into `folder`."""
+    from components.demo.kaggle_layout import make_demo_dataset
+
+    count = source[len(DEMO_SOURCE_PREFIX) :]
+    if not count.isdigit():
+        raise CxrError(
+            f"--source {source}: a demo source is demo:N with N the number of images, e.g. demo:240"
+        )
+    make_demo_dataset(folder / "demo-data", total=int(count), seed=0)
+    return folder / "demo-data"
+
+
+@contextlib.contextmanager
+def open_source(source: str, workers: int, exclude: Path | None = None) -> Iterator[Source]:
+    """The source a --source value names, opened for reading (closed, and temporary files removed, on exit).
+
+    Args:
+        source: a folder, a .zip, gs://BUCKET/PREFIX, gs://BUCKET/OBJECT.zip or demo:N.
+        workers: threads for gs:// downloads.
+        exclude: a folder to leave out of a folder source (the output folder, when it is inside).
+    """
+    with contextlib.ExitStack() as stack:
+        if storage.is_gcs_uri(source):
+            objects = storage.list_objects(source)
+            tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="cxr-ingest-")))
+            _, name = storage.split_gcs_uri(source)
+            if len(objects) == 1 and objects[0].name == name and name.lower().endswith(".zip"):
+                local_zip = tmp / "source.zip"
+                storage.download_objects(objects, [local_zip], workers=1, label="ingest: download")
+                src: Source = _ZipSource(local_zip, source)
+            else:
+                src = _GcsSource(objects, tmp)
+        elif source.startswith(DEMO_SOURCE_PREFIX):
+            tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="cxr-demo-")))
+            src = _DirSource(_make_demo_source(source, tmp))
+        else:
+            path = Path(source)
+            if path.is_dir():
+                src = _DirSource(path, exclude)
+            elif path.is_file() and zipfile.is_zipfile(path):
+                src = _ZipSource(path, str(path.resolve()))
+            elif path.exists():
+                raise CxrError(
+                    f"--source {source}: not a folder or .zip archive; give the dataset "
+                    "folder, a .zip of it or gs://BUCKET/PREFIX"
+                )
+            else:
+                raise CxrError(
+                    f"--source {source}: no such file or folder; give the dataset folder, "
+                    "a .zip of it or gs://BUCKET/PREFIX"
+                )
+        stack.callback(src.close)
+        yield src
