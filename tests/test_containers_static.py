@@ -4,6 +4,7 @@ targets accept. (The images themselves are built and run by the container test t
 from __future__ import annotations
 
 import re
+import shlex
 import subprocess
 import tomllib
 from pathlib import Path
@@ -119,6 +120,38 @@ def test_cpu_and_train_images_share_their_dependency_layers():
         return steps[start:end + 1]
 
     assert shared(CONTAINERS / "cpu.Dockerfile") == shared(CONTAINERS / "train.Dockerfile")
+
+
+def image_env(dockerfile: Path) -> dict[str, str]:
+    """The environment an image's containers start with: every ENV of its final stage."""
+    steps = instructions(dockerfile)
+    final = max(i for i, (k, _) in enumerate(steps) if k == "FROM")
+    env = {}
+    for keyword, args in steps[final:]:
+        if keyword == "ENV":
+            words = shlex.split(args)
+            if "=" not in words[0]:  # the legacy `ENV KEY value` form
+                words = [f"{words[0]}={' '.join(words[1:])}"]
+            env.update(word.split("=", 1) for word in words)
+    return env
+
+
+def test_image_env_reads_both_env_forms(tmp_path):
+    dockerfile = tmp_path / "x.Dockerfile"
+    dockerfile.write_text("FROM a AS b\nENV OLD=1\nFROM b\nENV A=1 \\\n    B=\"two words\"\nENV C 3 4\n")
+    assert image_env(dockerfile) == {"A": "1", "B": "two words", "C": "3 4"}
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
+def test_images_leave_gpu_visibility_to_the_device_plugin(dockerfile):
+    """A pod sees the GPUs it requested (nvidia.com/gpu), not every GPU of the node."""
+    assert "NVIDIA_VISIBLE_DEVICES" not in image_env(dockerfile)
+
+
+def test_training_image_finds_the_node_driver():
+    env = image_env(CONTAINERS / "train.Dockerfile")
+    assert "/usr/local/nvidia/lib64" in env["LD_LIBRARY_PATH"].split(":"), "GKE mounts the driver there"
+    assert env["PATH"].startswith("/opt/venv/bin:"), "the venv stays first on PATH"
 
 
 def test_training_image_variants():
