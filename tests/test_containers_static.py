@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import re
 import shlex
+import shutil
 import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -193,6 +195,34 @@ def test_constraints_satisfy_every_image_requirement():
             f"{req.name}=={p[name]} does not satisfy '{line}' (make constraints)"
 
 
+LINUX = {"os_name": "posix", "sys_platform": "linux", "platform_system": "Linux", "python_version": "3.11",
+         "python_full_version": "3.11.13", "implementation_name": "cpython", "extra": ""}
+
+
+def image_requirements(dockerfile: Path, variant: str, tmp_path: Path) -> list[Requirement]:
+    """The requirement list a build writes, by running the Dockerfile's own extraction program."""
+    (run,) = [args for keyword, args in instructions(dockerfile) if keyword == "RUN" and "tomllib" in args]
+    program = re.search(r"python3 -c '([^']+)'", run).group(1)
+    (tmp_path / "pyproject.toml").write_text((ROOT / "pyproject.toml").read_text())
+    program = program.replace("/tmp/pyproject.toml", str(tmp_path / "pyproject.toml"))
+    out = subprocess.run([sys.executable, "-c", program, variant], capture_output=True, text=True, check=True)
+    return [Requirement(line) for line in out.stdout.splitlines() if line.strip()]
+
+
+@pytest.mark.parametrize("dockerfile", ["cpu.Dockerfile", "train.Dockerfile"])
+@pytest.mark.parametrize("machine,tensorflow", [("x86_64", "tensorflow-cpu"), ("aarch64", "tensorflow")])
+def test_cpu_images_install_a_tensorflow_the_platform_has_pinned(tmp_path, dockerfile, machine, tensorflow):
+    """tensorflow-cpu has no linux-aarch64 wheel; plain tensorflow (same release, same dependencies) has."""
+    reqs = image_requirements(CONTAINERS / dockerfile, "cpu", tmp_path)
+    environment = {**LINUX, "platform_machine": machine}
+    chosen = [r for r in reqs if r.marker is None or r.marker.evaluate(environment)]
+    assert [canonicalize_name(r.name) for r in chosen if r.name.startswith("tensorflow")] == [tensorflow]
+    p = pins()
+    for req in chosen:
+        assert req.specifier.contains(p[canonicalize_name(req.name)]), f"{req} vs the pin"
+    assert p["tensorflow"] == p["tensorflow-cpu"]
+
+
 def test_dockerignore_keeps_the_context_small():
     ignore = (ROOT / ".dockerignore").read_text().splitlines()
     rules = [r.strip() for r in ignore if r.strip() and not r.startswith("#")]
@@ -220,6 +250,13 @@ def test_scripts_are_strict_bash(script):
     assert "set -euo pipefail" in text
     assert script.stat().st_mode & 0o111, f"{script.name} is not executable"
     subprocess.run(["bash", "-n", str(script)], check=True)
+
+
+def test_scripts_pass_shellcheck():
+    assert shutil.which("shellcheck"), "shellcheck is missing: `make test-tools` installs it"
+    result = subprocess.run(["shellcheck", *map(str, sorted(CONTAINERS.glob("*.sh")))],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout
 
 
 @pytest.mark.parametrize(("ref", "ok"), [
