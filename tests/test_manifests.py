@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import itertools
+import json
 import os
 import re
 import shlex
@@ -140,6 +141,58 @@ def test_kind_has_one_gpu_worker_for_the_fake_gpu_lane():
     assert f"KIND_GPU_NODE_LABEL := {key}={value}" in (MANIFESTS / "kind.mk").read_text()
 
 
+def node_taints(node: dict) -> list[dict]:
+    """The taints kubeadm registers the node with (kind's kubeadmConfigPatches)."""
+    taints = []
+    for patch in node.get("kubeadmConfigPatches", []):
+        doc = yaml.safe_load(patch)
+        if doc.get("kind") in ("JoinConfiguration", "InitConfiguration"):
+            taints += doc.get("nodeRegistration", {}).get("taints", [])
+    return taints
+
+
+def tolerates(tolerations: list[dict], taint: dict) -> bool:
+    """Kubernetes' rule: same key (or an empty key with Exists), value unless Exists, effect unless empty."""
+    for t in tolerations:
+        key_ok = t.get("key") == taint["key"] or (not t.get("key") and t.get("operator") == "Exists")
+        value_ok = t.get("operator") == "Exists" or t.get("value") == taint.get("value")
+        if key_ok and value_ok and t.get("effect", "") in ("", taint["effect"]):
+            return True
+    return False
+
+
+def test_kind_gpu_worker_is_tainted_from_the_start_so_kfp_stays_on_the_cpu_worker():
+    """KFP's MySQL and object store pin their volumes to the node they first run on: the GPU worker must
+    be tainted before KFP is installed, and only the train tasks may tolerate it."""
+    key, value = GPU_POOL_LABEL
+    (gpu,) = [n for n in kind_cluster()["nodes"] if n.get("labels", {}).get(key) == value]
+    taints = node_taints(gpu)
+    assert taints == [{"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}]
+    node = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "gpu", "labels": gpu["labels"]},
+            "spec": {"taints": taints}}
+    kubernetes_validate.validate(node, K8S_SCHEMA_VERSION, strict=True)
+    for other in kind_cluster()["nodes"]:
+        if other is not gpu and other["role"] == "worker":
+            assert node_taints(other) == [], "KFP needs an untainted worker"
+    placement = json.loads((ROOT / "tests" / "golden" / "placement.json").read_text())
+    for task, spec in placement.items():
+        kubernetes = spec["kubernetes"] or {}
+        admitted = tolerates(kubernetes.get("tolerations", []), taints[0])
+        assert admitted == (task == "exec-train-op"), task
+        if admitted:
+            assert kubernetes["nodeSelector"]["labels"].items() <= gpu["labels"].items(), \
+                "the train task's node selector must match the GPU worker"
+
+
+def test_kind_taint_checks_catch_a_wrong_taint():
+    assert not tolerates([{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+                         {"key": "nvidia.com/gpu", "value": "present", "effect": "NoExecute"})
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n"},
+                                      "spec": {"taints": [{"key": "k", "effects": "NoSchedule"}]}},
+                                     K8S_SCHEMA_VERSION, strict=True)
+
+
 # --- versions
 
 
@@ -169,9 +222,10 @@ def test_deploy_installs_platform_agnostic_standalone_at_the_pin():
     script = (MANIFESTS / "kind" / "deploy-kfp.sh").read_text()
     base = "github.com/kubeflow/pipelines/manifests/kustomize"
     assert f'kustomize_base="{base}"' in script
-    order = [script.index(s) for s in ("cluster-scoped-resources?ref=$KFP_BACKEND_VERSION",
+    assert 'fetch="ref=$KFP_BACKEND_VERSION&timeout=${KIND_FETCH_TIMEOUT}s"' in script
+    order = [script.index(s) for s in ("cluster-scoped-resources?$fetch",
                                        "crd/applications.app.k8s.io",
-                                       "env/platform-agnostic?ref=$KFP_BACKEND_VERSION")]
+                                       "env/platform-agnostic?$fetch")]
     assert order == sorted(order)
     assert "deployment/$deployment" in script and "for deployment in mysql ml-pipeline" in script
 
