@@ -3,6 +3,7 @@ targets accept. (The images themselves are built and run by the container test t
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import shutil
@@ -14,6 +15,8 @@ from pathlib import Path
 import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
+
+from tests.shell import BASH3_ENV, bash4_constructs
 
 ROOT = Path(__file__).resolve().parents[1]
 CONTAINERS = ROOT / "containers"
@@ -252,6 +255,34 @@ def test_scripts_are_strict_bash(script):
     subprocess.run(["bash", "-n", str(script)], check=True)
 
 
+@pytest.mark.parametrize("script", sorted(CONTAINERS.glob("*.sh")), ids=lambda p: p.name)
+def test_scripts_run_on_bash_3_2(script):
+    """check-image-ref.sh and image-tag.sh run while make reads its files: a bash 4 construct there
+    stops every make target on macOS before anything runs."""
+    assert bash4_constructs(script.read_text()) == []
+
+
+def test_the_bash_3_2_check_finds_what_bash_3_2_lacks(tmp_path):
+    script = """#!/usr/bin/env bash
+set -euo pipefail
+# a comment may say mapfile or ${tag,,}
+extra=()
+lower="${1,,}"
+mapfile -t lines < <(printf 'a\\n')
+declare -A seen
+echo "${lines[@]}" "${extra[@]}" ${extra[@]+"${extra[@]}"} "${lower@Q}" |& cat
+"""
+    found = sorted(f.split(": ", 1)[1] for f in bash4_constructs(script))
+    assert found == sorted(["case modification (${var,,} ${var^^})", "mapfile / readarray",
+                            "associative array, nameref or global declare", "transformation (${var@Q})",
+                            "|& or &>> redirection",
+                            'extra may be empty: expand it as ${extra[@]+"${extra[@]}"}'])
+    (tmp_path / "m.sh").write_text(script)
+    ran = subprocess.run(["bash", str(tmp_path / "m.sh"), "X"], env={**os.environ, **BASH3_ENV},
+                         capture_output=True, text=True)
+    assert ran.returncode != 0 and "mapfile: command not found" in ran.stderr, "BASH3_ENV takes mapfile away"
+
+
 def test_scripts_pass_shellcheck():
     assert shutil.which("shellcheck"), "shellcheck is missing: `make test-tools` installs it"
     result = subprocess.run(["shellcheck", *map(str, sorted(CONTAINERS.glob("*.sh")))],
@@ -271,7 +302,8 @@ def test_scripts_pass_shellcheck():
     ("Localhost/CXR:1", False),
 ])
 def test_image_references_are_checked(ref, ok):
-    result = subprocess.run([str(CONTAINERS / "check-image-ref.sh"), ref], capture_output=True, text=True)
+    result = subprocess.run([str(CONTAINERS / "check-image-ref.sh"), ref], capture_output=True, text=True,
+                            env={**os.environ, **BASH3_ENV})
     assert (result.returncode == 0) == ok, result.stderr
     if not ok:
         assert len(result.stderr.strip().splitlines()) == 1, "one-line reason"
@@ -281,7 +313,8 @@ def test_image_references_are_checked(ref, ok):
 
 def make_n(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(["make", "--no-print-directory", "-n", "-f", str(TOP_MAKEFILE), *args],
-                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+                          cwd=ROOT, capture_output=True, text=True, timeout=60,
+                          env={**os.environ, **BASH3_ENV})
 
 
 def test_top_level_makefile_includes_the_fragment():

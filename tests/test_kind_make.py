@@ -19,6 +19,7 @@ import pytest
 from pipelines.config import CONFIG_DIR, load_config
 from tests import fakes
 from tests.fakes import mlmd_answer, scenario_from
+from tests.shell import BASH3_ENV
 
 ROOT = Path(__file__).resolve().parent.parent
 KIND_DIR = ROOT / "manifests" / "kind"
@@ -34,6 +35,7 @@ def make_command() -> list[str]:
 def make(*args: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k not in ("KFP_PORT", "KIND_CLUSTER_NAME", "IMAGE_TAG",
                                                             "IMAGE_REGISTRY", "MAKEFLAGS")}
+    env.update(BASH3_ENV)
     return subprocess.run([*make_command(), *args], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=60)
 
@@ -284,7 +286,7 @@ def run_test_script(tmp_path: Path, scenario: dict, *check_args: str, **env_extr
     kubectl, port = write_fakes(tmp_path, scenario), free_port()
     env = {**os.environ, "KUBECTL": str(kubectl), "PYTHON": sys.executable, "KFP_PORT": str(port),
            "KIND_OUT": str(tmp_path / "out"), "FAKE_SCENARIO": str(tmp_path / "scenario.json"),
-           "FAKE_PF_PID": str(tmp_path / "pf.pid"), "PYTHONPATH": str(ROOT), **env_extra}
+           "FAKE_PF_PID": str(tmp_path / "pf.pid"), "PYTHONPATH": str(ROOT), **BASH3_ENV, **env_extra}
     result = subprocess.run([str(KIND_DIR / "run-test.sh"), *check_args, "--", str(tmp_path / "submit"),
                              f"http://127.0.0.1:{port}"], env=env, capture_output=True, text=True, timeout=60)
     pids = [int(line) for line in (tmp_path / "pf.pid").read_text().split()]
@@ -396,7 +398,7 @@ def run_with_stubs(tmp_path: Path, script: str, *args: str, **env_extra: str):
     log = tmp_path / "calls.log"
     log.touch()
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "STUB_LOG": str(log), "DOCKER": "docker",
-           "KIND_CLUSTER_NAME": "cxr-kfp", **env_extra}
+           "KIND_CLUSTER_NAME": "cxr-kfp", **BASH3_ENV, **env_extra}
     result = subprocess.run([str(KIND_DIR / script), *args], env=env, capture_output=True, text=True,
                             timeout=60)
     return result, log.read_text().splitlines()

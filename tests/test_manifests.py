@@ -24,6 +24,7 @@ import pytest
 import yaml
 
 from pipelines.config import CONFIG_DIR, load_config
+from tests.shell import BASH3_ENV, bash4_constructs
 
 ROOT = Path(__file__).resolve().parent.parent
 MANIFESTS = ROOT / "manifests"
@@ -332,7 +333,7 @@ FLAGS_WITHOUT_VALUE = {"--enable-autoscaling", "--enable-autorepair", "--enable-
 
 def gke_script(name: str, *args: str, path: str | None = None, **settings: str):
     env = {k: v for k, v in os.environ.items() if k not in ("IMAGE_REGISTRY", "ARTIFACT_BUCKET", "SPOT")}
-    env.update(settings)
+    env.update(BASH3_ENV, **settings)
     if path:
         env["PATH"] = f"{path}:{env['PATH']}"
     return subprocess.run([str(GKE / name), *args], env=env, capture_output=True, text=True, timeout=30)
@@ -621,6 +622,12 @@ def test_shell_scripts_parse_and_are_strict(script):
         assert text.startswith("#!/usr/bin/env bash\n"), script
         assert "set -euo pipefail" in text
         assert os.access(script, os.X_OK), f"{script} is not executable"
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=[str(s.relative_to(MANIFESTS)) for s in SCRIPTS])
+def test_shell_scripts_run_on_bash_3_2(script):
+    """macOS's bash; every test that runs these scripts also runs them without bash 4's builtins."""
+    assert bash4_constructs(script.read_text()) == []
 
 
 def test_shell_scripts_pass_shellcheck():
