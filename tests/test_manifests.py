@@ -469,7 +469,7 @@ def test_workload_identity_script_dry_run():
 
 
 def test_workload_identity_with_an_artifact_bucket_grants_the_runner_and_the_ui():
-    commands = dry_run("workload-identity.sh", **WI_SETTINGS, ARTIFACT_BUCKET="kfp-artifacts")
+    commands = dry_run("workload-identity.sh", **WI_SETTINGS, ARTIFACT_BUCKET="gs://kfp-artifacts")
     on_bucket = {(options(c)["--member"], options(c)["--role"]) for c in commands
                  if c[:4] == ["gcloud", "storage", "buckets", "add-iam-policy-binding"] and c[4] == "gs://kfp-artifacts"}
     runner, ui = ("serviceAccount:cxr-pipeline@my-project.iam.gserviceaccount.com",

@@ -57,8 +57,8 @@ grant_project_role() {  # grant_project_role MEMBER ROLE
     run gcloud projects add-iam-policy-binding "$PROJECT_ID" --member "$1" --role "$2" --condition None
 }
 
-grant_bucket_role() {  # grant_bucket_role BUCKET MEMBER ROLE
-    run gcloud storage buckets add-iam-policy-binding "gs://$1" --member "$2" --role "$3"
+grant_bucket_role() {  # grant_bucket_role BUCKET MEMBER ROLE (BUCKET with or without gs://)
+    run gcloud storage buckets add-iam-policy-binding "gs://${1#gs://}" --member "$2" --role "$3"
 }
 
 # grant_image_pulls MEMBER: roles/artifactregistry.reader on the Artifact Registry repository of
