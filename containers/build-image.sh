@@ -74,7 +74,7 @@ echo "build-image: $IMAGE from ${DOCKERFILE#"$ROOT"/} (base: ${BASE_IMAGE:-the D
 start=$(date +%s)
 DOCKER_BUILDKIT=1 "$DOCKER" build \
     --file "$DOCKERFILE" --tag "$IMAGE" \
-    "${secrets[@]}" "${args[@]}" --build-arg "GIT_SHA=$git_sha" \
+    "${secrets[@]}" ${args[@]+"${args[@]}"} --build-arg "GIT_SHA=$git_sha" \
     "$@" "$ROOT"
 size="$("$DOCKER" image inspect --format '{{.Size}}' "$IMAGE" | awk '{printf "%.2f GB", $1/1e9}')"
 echo "build-image: built $IMAGE in $(( $(date +%s) - start ))s, $size"

@@ -86,7 +86,7 @@ docker-engine: ## Start a Docker engine (dockerd, as root) unless one answers; w
 base-image: docker-engine ## Build the offline base image (debootstrap bookworm + python3) once
 	@DOCKER='$(DOCKER)' $(CONTAINERS_DIR)/base-image.sh '$(LOCAL_BASE_IMAGE)'
 
-build-image-cpu: docker-engine ## Build the CPU image (ingest, split, evaluate, report, cxr) on BASE_IMAGE
+build-image-cpu: docker-engine ## Build the CPU image (ingest, split, evaluate, report, cxr) on BASE_IMAGE; for kind with build-image-train-cpu
 	@$(call _cxr_build,cpu.Dockerfile,$(CPU_IMAGE),$(BASE_IMAGE))
 
 build-image-train-gpu: docker-engine ## Build the GPU training image (TensorFlow + CUDA wheels, several GB)
@@ -99,7 +99,7 @@ build-image-train: build-image-train-$(TF_VARIANT) ## Build the training image f
 
 build-images: build-image-cpu build-image-train-gpu build-image-train-cpu ## Build all three images (cpu, train, train-cpu)
 
-build-images-local: base-image ## Build the two CPU images on the offline base (what the container tests need)
+build-images-local: base-image ## Offline, no registry: the two CPU images on a debootstrap base (root, debootstrap; the container tests use it)
 	@$(call _cxr_build,cpu.Dockerfile,$(CPU_IMAGE),$(LOCAL_BASE_IMAGE))
 	@$(call _cxr_build,train.Dockerfile,$(TRAIN_CPU_IMAGE),$(LOCAL_BASE_IMAGE),--build-arg TF_VARIANT=cpu)
 

@@ -25,7 +25,8 @@ trap 'rm -rf "$TMP"' EXIT
 # The venv's pins, minus the editable project itself.
 "$PIP" freeze --exclude-editable | grep -vE '^(-e |#)' >"$TMP/venv.txt"
 # TensorFlow's CPU and CUDA wheels are published together: pin the CUDA one to the same version.
-sed -n 's/^tensorflow[-_]cpu==/tensorflow==/p' "$TMP/venv.txt" >>"$TMP/venv.txt"
+sed -n 's/^tensorflow[-_]cpu==/tensorflow==/p' "$TMP/venv.txt" >"$TMP/tf.txt"
+cat "$TMP/tf.txt" >>"$TMP/venv.txt"
 
 resolve() { # resolve NAME PIP-INSTALL-ARGS...: a dry run; its report lands in $TMP/NAME.json
     local name="$1"; shift
@@ -50,8 +51,8 @@ for line in tf["metadata"].get("requires_dist", []):
 PY
 
 set -- --constraint "$TMP/venv.txt"
-resolve cpu "$@" "$ROOT[cpu]"
-resolve gpu "$@" "$ROOT[gpu]"
+resolve cpu "$@" "${ROOT}[cpu]"
+resolve gpu "$@" "${ROOT}[gpu]"
 # What the image build itself needs: a setuptools the project's pyproject.toml accepts (the
 # source layer is built with --no-build-isolation, offline), and the pip that installs it all.
 resolve build "$@" "setuptools>=68" pip wheel

@@ -15,4 +15,4 @@ fi
 command -v apt-get >/dev/null 2>&1 || { echo "install-docker: no apt-get; install ${need[*]} yourself" >&2; exit 1; }
 echo "install-docker: apt-get install ${need[*]}"
 apt-get update -qq
-DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ${need[@]+"${need[@]}"} >/dev/null

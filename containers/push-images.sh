@@ -18,7 +18,7 @@ for arg in "$@"; do
     fi
     images+=("$image")
 done
-for image in "${images[@]}"; do
+for image in ${images[@]+"${images[@]}"}; do
     echo "push-images: pushing $image"
     "$DOCKER" push "$image"
 done

@@ -70,11 +70,12 @@ RUN --mount=type=bind,target=/src,rw \
     python3 /src/containers/check-pins.py /opt/venv-constraints.txt cxr-kfp; \
     python3 -c 'import components, pipelines, kfp'
 
-# Where GPU nodes put the NVIDIA driver (GKE: /usr/local/nvidia), and what the NVIDIA container
-# toolkit should expose. Harmless on the CPU variant.
+# Where GPU nodes put the NVIDIA driver (GKE: /usr/local/nvidia), and which driver libraries the
+# NVIDIA container toolkit mounts. Which GPUs a container sees is the device plugin's choice, from
+# the pod's nvidia.com/gpu request: an image that set NVIDIA_VISIBLE_DEVICES would see every GPU of
+# the node on runtimes that honour it, requested or not.
 ENV PATH=/opt/venv/bin:/usr/local/nvidia/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     LD_LIBRARY_PATH=/usr/local/nvidia/lib64:/usr/local/nvidia/lib \
-    NVIDIA_VISIBLE_DEVICES=all \
     NVIDIA_DRIVER_CAPABILITIES=compute,utility
 
 ARG TF_VARIANT=gpu

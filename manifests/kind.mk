@@ -4,7 +4,8 @@
 # used alone: `make -f manifests/kind.mk TARGET`. kubectl and helm always get the kind cluster's context
 # (kind-$(KIND_CLUSTER_NAME)), never the current one.
 #
-#   make build-images-local kind-up kind-deploy-kfp kind-test     (or: make kind-e2e)
+#   make build-image-cpu build-image-train-cpu                    (no registry reachable: make build-images-local)
+#   make kind-up kind-deploy-kfp kind-test                        (or: make kind-e2e)
 #   make kind-fake-gpu kind-test-gpu-placement                    (train pods on a fake 2-GPU T4 node)
 #   make kind-down
 #
@@ -14,6 +15,7 @@
 #   KFP_RUNNER_SA      service account pipeline pods run as: cxr-pipeline-runner (manifests/cluster,
 #                      least privilege; default) or pipeline-runner (KFP's own, broad RBAC)
 #   KIND_TIMEOUT       seconds to wait for each KFP deployment; default 900
+#   KIND_FETCH_TIMEOUT seconds kubectl may take to fetch each of KFP's kustomizations; default 300
 #   KIND_RUN_TIMEOUT   seconds `cxr submit --wait` follows a run; default 5400
 #   KIND_DEMO_IMAGES   images the ingest task generates (study.source=demo:N); default 240
 #   KIND_GPU_COUNT     fake GPUs on the GPU worker = GPUs per train task; default 2
@@ -39,6 +41,7 @@ KIND_CONFIG ?= $(KIND_SCRIPTS)/cluster.yaml
 KFP_PORT ?= 8080
 KFP_RUNNER_SA ?= cxr-pipeline-runner
 KIND_TIMEOUT ?= 900
+KIND_FETCH_TIMEOUT ?= 300
 KIND_RUN_TIMEOUT ?= 5400
 KIND_DEMO_IMAGES ?= 240
 KIND_GPU_COUNT ?= 2
@@ -99,6 +102,7 @@ $(eval $(call _kind_check_label,KIND_CLUSTER_NAME,50))
 $(eval $(call _kind_check_label,KFP_RUNNER_SA,63))
 $(eval $(call _kind_check_number,KFP_PORT,1,65535))
 $(eval $(call _kind_check_number,KIND_TIMEOUT,1,86400))
+$(eval $(call _kind_check_number,KIND_FETCH_TIMEOUT,1,3600))
 $(eval $(call _kind_check_number,KIND_RUN_TIMEOUT,1,604800))
 $(eval $(call _kind_check_number,KIND_DEMO_IMAGES,8,100000))
 $(eval $(call _kind_check_number,KIND_GPU_COUNT,1,8))
@@ -116,15 +120,17 @@ endif
 .PHONY: $(_KIND_GOALS)
 
 kind-help: ## List the kind targets (kind harness, manifests/README.md)
+	@echo 'Images first: make build-image-cpu build-image-train-cpu (offline, no registry: make build-images-local)'
 	@grep -hE '^kind-[a-zA-Z0-9_-]+:.*## ' $(KIND_MK_DIR)/kind.mk | \
 	  awk 'BEGIN {FS = ":.*## "}; {printf "  %-26s %s\n", $$1, $$2}'
 
-kind-up: ## Create the kind cluster (unless it exists) and load the cpu and train-cpu images into it
+kind-up: ## Create the kind cluster (unless it exists) and load the images of build-image-cpu build-image-train-cpu
 	$(_KIND_ENV) KIND_CONFIG='$(KIND_CONFIG)' $(KIND_SCRIPTS)/up.sh '$(CPU_IMAGE)' '$(TRAIN_CPU_IMAGE)'
 
 kind-deploy-kfp: ## Install KFP standalone (KFP_BACKEND_VERSION) and manifests/cluster on the kind cluster
 	$(_KIND_ENV) KFP_RUNNER_SA='$(KFP_RUNNER_SA)' KIND_TIMEOUT='$(KIND_TIMEOUT)' \
-	  KFP_BACKEND_VERSION='$(KFP_BACKEND_VERSION)' $(KIND_SCRIPTS)/deploy-kfp.sh
+	  KIND_FETCH_TIMEOUT='$(KIND_FETCH_TIMEOUT)' KFP_BACKEND_VERSION='$(KFP_BACKEND_VERSION)' \
+	  $(KIND_SCRIPTS)/deploy-kfp.sh
 
 kind-test: ## Run the pipeline on kind (demo data, CPU images) and check the report and each variant's accuracy
 	$(_KIND_ENV) $(KIND_SCRIPTS)/run-test.sh -- $(KIND_SUBMIT) --wait

@@ -4,14 +4,20 @@ targets accept. (The images themselves are built and run by the container test t
 
 from __future__ import annotations
 
+import os
 import re
+import shlex
+import shutil
 import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
 import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
+
+from tests.shell import BASH3_ENV, bash4_constructs
 
 ROOT = Path(__file__).resolve().parents[1]
 CONTAINERS = ROOT / "containers"
@@ -125,6 +131,38 @@ def test_cpu_and_train_images_share_their_dependency_layers():
     assert shared(CONTAINERS / "cpu.Dockerfile") == shared(CONTAINERS / "train.Dockerfile")
 
 
+def image_env(dockerfile: Path) -> dict[str, str]:
+    """The environment an image's containers start with: every ENV of its final stage."""
+    steps = instructions(dockerfile)
+    final = max(i for i, (k, _) in enumerate(steps) if k == "FROM")
+    env = {}
+    for keyword, args in steps[final:]:
+        if keyword == "ENV":
+            words = shlex.split(args)
+            if "=" not in words[0]:  # the legacy `ENV KEY value` form
+                words = [f"{words[0]}={' '.join(words[1:])}"]
+            env.update(word.split("=", 1) for word in words)
+    return env
+
+
+def test_image_env_reads_both_env_forms(tmp_path):
+    dockerfile = tmp_path / "x.Dockerfile"
+    dockerfile.write_text('FROM a AS b\nENV OLD=1\nFROM b\nENV A=1 \\\n    B="two words"\nENV C 3 4\n')
+    assert image_env(dockerfile) == {"A": "1", "B": "two words", "C": "3 4"}
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
+def test_images_leave_gpu_visibility_to_the_device_plugin(dockerfile):
+    """A pod sees the GPUs it requested (nvidia.com/gpu), not every GPU of the node."""
+    assert "NVIDIA_VISIBLE_DEVICES" not in image_env(dockerfile)
+
+
+def test_training_image_finds_the_node_driver():
+    env = image_env(CONTAINERS / "train.Dockerfile")
+    assert "/usr/local/nvidia/lib64" in env["LD_LIBRARY_PATH"].split(":"), "GKE mounts the driver there"
+    assert env["PATH"].startswith("/opt/venv/bin:"), "the venv stays first on PATH"
+
+
 def test_training_image_variants():
     text = (CONTAINERS / "train.Dockerfile").read_text()
     assert "ARG TF_VARIANT=gpu" in text
@@ -165,6 +203,41 @@ def test_constraints_satisfy_every_image_requirement():
         )
 
 
+LINUX = {
+    "os_name": "posix",
+    "sys_platform": "linux",
+    "platform_system": "Linux",
+    "python_version": "3.11",
+    "python_full_version": "3.11.13",
+    "implementation_name": "cpython",
+    "extra": "",
+}
+
+
+def image_requirements(dockerfile: Path, variant: str, tmp_path: Path) -> list[Requirement]:
+    """The requirement list a build writes, by running the Dockerfile's own extraction program."""
+    (run,) = [args for keyword, args in instructions(dockerfile) if keyword == "RUN" and "tomllib" in args]
+    program = re.search(r"python3 -c '([^']+)'", run).group(1)
+    (tmp_path / "pyproject.toml").write_text((ROOT / "pyproject.toml").read_text())
+    program = program.replace("/tmp/pyproject.toml", str(tmp_path / "pyproject.toml"))
+    out = subprocess.run([sys.executable, "-c", program, variant], capture_output=True, text=True, check=True)
+    return [Requirement(line) for line in out.stdout.splitlines() if line.strip()]
+
+
+@pytest.mark.parametrize("dockerfile", ["cpu.Dockerfile", "train.Dockerfile"])
+@pytest.mark.parametrize("machine,tensorflow", [("x86_64", "tensorflow-cpu"), ("aarch64", "tensorflow")])
+def test_cpu_images_install_a_tensorflow_the_platform_has_pinned(tmp_path, dockerfile, machine, tensorflow):
+    """tensorflow-cpu has no linux-aarch64 wheel; plain tensorflow (same release, same dependencies) has."""
+    reqs = image_requirements(CONTAINERS / dockerfile, "cpu", tmp_path)
+    environment = {**LINUX, "platform_machine": machine}
+    chosen = [r for r in reqs if r.marker is None or r.marker.evaluate(environment)]
+    assert [canonicalize_name(r.name) for r in chosen if r.name.startswith("tensorflow")] == [tensorflow]
+    p = pins()
+    for req in chosen:
+        assert req.specifier.contains(p[canonicalize_name(req.name)]), f"{req} vs the pin"
+    assert p["tensorflow"] == p["tensorflow-cpu"]
+
+
 def test_dockerignore_keeps_the_context_small():
     ignore = (ROOT / ".dockerignore").read_text().splitlines()
     rules = [r.strip() for r in ignore if r.strip() and not r.startswith("#")]
@@ -199,6 +272,50 @@ def test_scripts_are_strict_bash(script):
     subprocess.run(["bash", "-n", str(script)], check=True)
 
 
+@pytest.mark.parametrize("script", sorted(CONTAINERS.glob("*.sh")), ids=lambda p: p.name)
+def test_scripts_run_on_bash_3_2(script):
+    """check-image-ref.sh and image-tag.sh run while make reads its files: a bash 4 construct there
+    stops every make target on macOS before anything runs.
+    """
+    assert bash4_constructs(script.read_text()) == []
+
+
+def test_the_bash_3_2_check_finds_what_bash_3_2_lacks(tmp_path):
+    script = """#!/usr/bin/env bash
+set -euo pipefail
+# a comment may say mapfile or ${tag,,}
+extra=()
+lower="${1,,}"
+mapfile -t lines < <(printf 'a\\n')
+declare -A seen
+echo "${lines[@]}" "${extra[@]}" ${extra[@]+"${extra[@]}"} "${lower@Q}" |& cat
+"""
+    found = sorted(f.split(": ", 1)[1] for f in bash4_constructs(script))
+    assert found == sorted(
+        [
+            "case modification (${var,,} ${var^^})",
+            "mapfile / readarray",
+            "associative array, nameref or global declare",
+            "transformation (${var@Q})",
+            "|& or &>> redirection",
+            'extra may be empty: expand it as ${extra[@]+"${extra[@]}"}',
+        ]
+    )
+    (tmp_path / "m.sh").write_text(script)
+    ran = subprocess.run(
+        ["bash", str(tmp_path / "m.sh"), "X"], env={**os.environ, **BASH3_ENV}, capture_output=True, text=True
+    )
+    assert ran.returncode != 0 and "mapfile: command not found" in ran.stderr, "BASH3_ENV takes mapfile away"
+
+
+def test_scripts_pass_shellcheck():
+    assert shutil.which("shellcheck"), "shellcheck is missing: `make test-tools` installs it"
+    result = subprocess.run(
+        ["shellcheck", *map(str, sorted(CONTAINERS.glob("*.sh")))], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stdout
+
+
 @pytest.mark.parametrize(
     ("ref", "ok"),
     [
@@ -214,7 +331,12 @@ def test_scripts_are_strict_bash(script):
     ],
 )
 def test_image_references_are_checked(ref, ok):
-    result = subprocess.run([str(CONTAINERS / "check-image-ref.sh"), ref], capture_output=True, text=True)
+    result = subprocess.run(
+        [str(CONTAINERS / "check-image-ref.sh"), ref],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **BASH3_ENV},
+    )
     assert (result.returncode == 0) == ok, result.stderr
     if not ok:
         assert len(result.stderr.strip().splitlines()) == 1, "one-line reason"
@@ -230,6 +352,7 @@ def make_n(*args: str) -> subprocess.CompletedProcess:
         capture_output=True,
         text=True,
         timeout=60,
+        env={**os.environ, **BASH3_ENV},
     )
 
 

@@ -9,15 +9,18 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 source "$MANIFESTS_DIR/kfp-version.env"
 KFP_RUNNER_SA="${KFP_RUNNER_SA:-cxr-pipeline-runner}"
 KIND_TIMEOUT="${KIND_TIMEOUT:-900}"
+KIND_FETCH_TIMEOUT="${KIND_FETCH_TIMEOUT:-300}"
 need "$KUBECTL" kubectl
 need git "git (kubectl fetches KFP's kustomizations with it)"
 need_cluster
 
 kustomize_base="github.com/kubeflow/pipelines/manifests/kustomize"
+# kustomize gives a remote git fetch 27 s unless the URL says otherwise: too short on a slow link.
+fetch="ref=$KFP_BACKEND_VERSION&timeout=${KIND_FETCH_TIMEOUT}s"
 log "installing Kubeflow Pipelines $KFP_BACKEND_VERSION (standalone, platform-agnostic) into $KFP_NAMESPACE"
-retry 3 k apply -k "$kustomize_base/cluster-scoped-resources?ref=$KFP_BACKEND_VERSION"
+retry 3 k apply -k "$kustomize_base/cluster-scoped-resources?$fetch"
 k wait --for condition=established --timeout=60s crd/applications.app.k8s.io
-retry 3 k apply -k "$kustomize_base/env/platform-agnostic?ref=$KFP_BACKEND_VERSION"
+retry 3 k apply -k "$kustomize_base/env/platform-agnostic?$fetch"
 
 log "applying manifests/cluster (runner service account, RBAC, GPU quota)"
 k apply -k "$MANIFESTS_DIR/cluster"

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Fake-GPU lane: make the kind worker labelled KIND_GPU_NODE_LABEL look like a GKE T4 node and advertise
-# nvidia.com/gpu on it with run:ai's fake-gpu-operator (no real GPU, no driver; pods that ask for GPUs
-# get scheduled and run their CPU code). Labels cloud.google.com/gke-accelerator=nvidia-tesla-t4, taints
-# nvidia.com/gpu=present:NoSchedule as GKE does, installs the chart pinned at FAKE_GPU_OPERATOR_VERSION.
+# Fake-GPU lane: advertise nvidia.com/gpu on the kind worker labelled KIND_GPU_NODE_LABEL with run:ai's
+# fake-gpu-operator (no real GPU, no driver; pods that ask for GPUs get scheduled and run their CPU
+# code), installing the chart pinned at FAKE_GPU_OPERATOR_VERSION. The node already carries GKE's T4
+# label and GPU taint from manifests/kind/cluster.yaml, so nothing of KFP runs on it.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 KIND_GPU_NODE_LABEL="${KIND_GPU_NODE_LABEL:-cxr-kfp/pool=gpu}"
@@ -12,16 +12,19 @@ FAKE_GPU_OPERATOR_VERSION="${FAKE_GPU_OPERATOR_VERSION:?set FAKE_GPU_OPERATOR_VE
 need "$HELM" "helm (v3.8 or later, for OCI charts)"
 need_cluster
 
-mapfile -t nodes < <(k get nodes -l "$KIND_GPU_NODE_LABEL" -o name)
-((${#nodes[@]} == 1)) ||
-    die "expected one node labelled $KIND_GPU_NODE_LABEL (manifests/kind/cluster.yaml), found ${#nodes[@]}: recreate the cluster (make kind-down kind-up)"
-node="${nodes[0]#node/}"
+recreate="recreate the cluster from manifests/kind/cluster.yaml (make kind-down kind-up kind-deploy-kfp)"
+nodes="$(k get nodes -l "$KIND_GPU_NODE_LABEL" -o name)"
+count="$(printf '%s' "$nodes" | grep -c . || true)"
+[[ "$count" == 1 ]] || die "expected one node labelled $KIND_GPU_NODE_LABEL, found $count: $recreate"
+node="${nodes#node/}"
+taint="$(k get node "$node" -o jsonpath='{.spec.taints[?(@.key=="nvidia.com/gpu")].effect}')"
+accelerator="$(k get node "$node" -o jsonpath='{.metadata.labels.cloud\.google\.com/gke-accelerator}')"
+[[ "$taint" == NoSchedule && "$accelerator" == nvidia-tesla-t4 ]] ||
+    die "node $node is not labelled and tainted like a T4 node (taint nvidia.com/gpu: '$taint', label cloud.google.com/gke-accelerator: '$accelerator'); tainting it now would strand KFP's volumes on it: $recreate"
 pool=t4   # fake-gpu-operator node pool (topology.nodePools.t4)
 
-log "node $node: GKE T4 label and GPU taint, fake-gpu-operator pool '$pool'"
-k label node "$node" --overwrite cloud.google.com/gke-accelerator=nvidia-tesla-t4 \
-    "run.ai/simulated-gpu-node-pool=$pool"
-k taint node "$node" --overwrite nvidia.com/gpu=present:NoSchedule
+log "node $node: fake-gpu-operator pool '$pool'"
+k label node "$node" --overwrite "run.ai/simulated-gpu-node-pool=$pool"
 
 log "installing fake-gpu-operator $FAKE_GPU_OPERATOR_VERSION ($KIND_GPU_COUNT GPUs on $node)"
 "$HELM" upgrade --install fake-gpu-operator "$FAKE_GPU_OPERATOR_CHART" --version "$FAKE_GPU_OPERATOR_VERSION" \

@@ -1,6 +1,7 @@
 # shellcheck shell=bash disable=SC2034  # sourced by the kind scripts, which use these variables
-# Shared helpers of the kind scripts (sourced, not run). Every kubectl call goes through `k`, which
-# names the kind cluster's context: these scripts never act on whatever context is current.
+# Shared helpers of the kind scripts (sourced, not run; bash 3.2 safe, as tests/shell.py checks). Every
+# kubectl call goes through `k`, which names the kind cluster's context: these scripts never act on
+# whatever context is current.
 KIND="${KIND:-kind}"
 KUBECTL="${KUBECTL:-kubectl}"
 HELM="${HELM:-helm}"
