@@ -13,14 +13,14 @@ from pipelines.local_run import run_local
 pytestmark = pytest.mark.containers
 
 
-def test_pipeline_runs_in_the_images_without_network(tmp_path, capfd):
+def test_pipeline_runs_in_the_images_without_network(tmp_path):
     report_dir = run_local(
         tmp_path / "run",
         runner="docker",
         demo_images=120,
         overrides=["study.epochs=2", "study.image_size=64"],
     )
-    out = capfd.readouterr().out
+    out = (tmp_path / "run" / "run-local.log").read_text()  # kfp's own lines go to the run's log
     images = load_config(None).images  # IMAGE_REGISTRY / IMAGE_TAG: what `make build-images-local` built
     assert f"Found image '{images.cpu}'" in out
     assert f"Found image '{images.ref(images.train_cpu_name)}'" in out
