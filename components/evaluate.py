@@ -10,6 +10,7 @@ from pathlib import Path
 
 from components.artifacts.dataset import dataset_object, open_dataset
 from components.artifacts.evaluation import VariantEntry, write_evaluation
+from components.artifacts.features import open_features
 from components.artifacts.model import ModelFolder, read_model_folder
 from components.artifacts.split import Split, read_split
 from components.core.classes import CLASS_NAMES
@@ -18,7 +19,13 @@ from components.core.progress import log
 
 
 def evaluate(
-    dataset_dir: Path, split_dir: Path, model_dir: Path, out_dir: Path, *, batch_size: int = 64
+    dataset_dir: Path,
+    split_dir: Path,
+    model_dir: Path,
+    out_dir: Path,
+    *,
+    batch_size: int = 64,
+    features_dir: Path | None = None,
 ) -> VariantEntry:
     """Predicts the held-out images with a trained model and writes predictions, metrics and dataset summary.
 
@@ -28,6 +35,9 @@ def evaluate(
         model_dir: a model folder (`cxr train --out`).
         out_dir: the evaluation folder to write (created; files replaced).
         batch_size: images per prediction batch.
+        features_dir: the features folder the model was trained from (`cxr featurize`): the model's
+            tail then predicts from them instead of running the full model on pixels (the same
+            predictions, without the prefix pass).
 
     Returns:
         The metrics.json entry (one `variants[]` entry of comparison.json).
@@ -48,10 +58,28 @@ def evaluate(
     rows = dataset.rows_for(ids)
     model = _load_model(model_folder)
 
-    log(f"evaluate: {model_folder.record['variant']} on {len(ids)} {eval_side} images of {dataset.path}")
-    from components.core.data import predict_probabilities
+    record = model_folder.record
+    features = open_features(features_dir) if features_dir else None
+    if features:
+        features.check_matches(
+            dataset_fingerprint=dataset.fingerprint,
+            image_size=int(model.input_shape[1]),
+            weights=record["weights"],
+            weights_sha256=record.get("weights_sha256"),
+        )
+    source = f"features {features.path}" if features else "pixels"
+    log(f"evaluate: {record['variant']} on {len(ids)} {eval_side} images of {dataset.path}, from {source}")
+    if features:
+        from components.core.features import predict_on_features
 
-    probabilities = predict_probabilities(model, dataset, rows, batch_size=batch_size)
+        summary = features.summary
+        probabilities = predict_on_features(
+            model, features.read_rows, rows, tuple(summary["shape"][1:]), summary["dtype"]
+        )
+    else:
+        from components.core.data import predict_probabilities
+
+        probabilities = predict_probabilities(model, dataset, rows, batch_size=batch_size)
     entry = write_evaluation(
         Path(out_dir),
         ids=ids,

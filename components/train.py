@@ -1,23 +1,36 @@
 """Fine-tunes one variant of MobileNetV2 on the training side of a split.
 
-Consumes a dataset and a split artifact; produces a model folder (components/artifacts/model.py):
-model.keras, history.json and train.json.
+Consumes a dataset and a split artifact, and optionally a features artifact; produces a model folder
+(components/artifacts/model.py): model.keras (the full model), history.json and train.json.
+
+By default only the variant's tail trains, on cached features (components/core/features.py): from
+the features artifact when one is given, else from a prefix pass this step runs itself over the
+training and validation images. `feature_cache=False` trains the full model on pixels every step
+(the reference the cached path is tested against, and the way for random augmentation).
 """
 
-import time
 from pathlib import Path
 
 import keras
+import numpy as np
 import tensorflow as tf
 
-from components.artifacts.dataset import open_dataset
+from components.artifacts.dataset import Dataset, open_dataset
+from components.artifacts.features import DEFAULT_DTYPE, open_features
 from components.artifacts.model import TrainRecord, write_model_folder
 from components.artifacts.split import read_split
 from components.core import data, study
 from components.core.checks import check_training_settings
-from components.core.model import build_model, count_params, resolve_weights, trainable_layer_names
+from components.core.features import aligned_empty, extract_features, prefix_shape, tail_start, variant_inputs
+from components.core.model import (
+    build_model,
+    count_params,
+    resolve_weights,
+    trainable_layer_names,
+    weights_file_sha256,
+)
 from components.core.progress import log
-from components.core.training import HISTORY_KEYS, EpochLog, device_strategy
+from components.core.training import compile_model, device_strategy, fit_epochs, fit_on_features
 from components.core.variants import get_variant
 
 
@@ -36,6 +49,9 @@ def train(
     weights_file: Path | None = None,
     seed: int = study.SEED,
     devices: list[str] | None = None,
+    features_dir: Path | None = None,
+    feature_cache: bool = True,
+    feature_dtype: str = DEFAULT_DTYPE,
 ) -> TrainRecord:
     """Trains `variant` on the split's training ids, validating on its validation ids each epoch.
 
@@ -47,13 +63,17 @@ def train(
         epochs: passes over the training side.
         batch_size: global batch size (split across devices under MirroredStrategy).
         learning_rate: Adam's learning rate.
-        image_size: square model input in pixels (the stored pixels are resized per batch).
+        image_size: square model input in pixels (the stored pixels are resized to it).
         weights: "imagenet", "none", "demo", a local backbone weights file or a gs:// URI.
         weights_sha256: expected sha256 of a weights file, checked when given.
         weights_file: a local backbone weights file loaded in place of resolving `weights`, which is
             then only recorded (the pipeline's demo-backbone step hands its file over this way).
         seed: seeds weight initialisation, dropout and the per-epoch order of the training images.
-        devices: devices to mirror over; default: every GPU when more than one is visible.
+        devices: devices to mirror training over; default: on pixels every GPU when more than one is
+            visible, on cached features one device. The prefix pass uses every GPU either way.
+        features_dir: a features folder (`cxr featurize`) of this dataset, image size and weights.
+        feature_cache: train the tail on cached features (default); False: the full model on pixels.
+        feature_dtype: dtype of the features this step extracts itself ("float16" or "float32").
 
     Returns:
         The record written to train.json.
@@ -64,52 +84,83 @@ def train(
     split = read_split(split_dir)
     train_rows, val_rows = dataset.rows_for(split.sides["train"]), dataset.rows_for(split.sides["val"])
     train_labels, val_labels = dataset.labels_for(train_rows), dataset.labels_for(val_rows)
-    if weights_file is not None:
-        resolved_weights = str(weights_file)
-    else:
-        resolved_weights = resolve_weights(weights, image_size=image_size, sha256=weights_sha256)
+    resolved = (
+        str(weights_file)
+        if weights_file
+        else resolve_weights(weights, image_size=image_size, sha256=weights_sha256)
+    )
+    features = open_features(features_dir) if features_dir and feature_cache else None
+    if features:
+        features.check_matches(
+            dataset_fingerprint=dataset.fingerprint,
+            image_size=image_size,
+            weights=weights,
+            weights_sha256=weights_file_sha256(resolved),
+        )
 
     keras.utils.set_random_seed(seed)
-    strategy = device_strategy(devices)
+    # On cached features the tail trains on one device unless told otherwise: its steps are too small
+    # for MirroredStrategy's per-step synchronisation to pay (bench/micro.py devices).
+    strategy = device_strategy(devices) if devices or not feature_cache else tf.distribute.get_strategy()
+    source = (
+        ("features " + str(features.path)) if features else ("cached features" if feature_cache else "pixels")
+    )
     log(
         f"train {variant}: {len(train_rows)} training / {len(val_rows)} validation images, "
-        f"{epochs} epochs, batch {batch_size}, image {image_size}px, weights {weights}, "
+        f"{epochs} epochs, batch {batch_size}, image {image_size}px, weights {weights}, on {source}, "
         f"{strategy.num_replicas_in_sync} replica(s) ({type(strategy).__name__})"
     )
     with strategy.scope():
-        model = build_model(spec, image_size=image_size, weights=resolved_weights)
-        model.compile(
-            optimizer=keras.optimizers.Adam(learning_rate),
-            loss="sparse_categorical_crossentropy",
-            metrics=["accuracy"],
+        model = build_model(spec, image_size=image_size, weights=resolved)
+    label = f"train {variant}"
+    feature_seconds = 0.0
+    if feature_cache:
+        rows = np.concatenate([train_rows, val_rows])
+        if features:
+            table = variant_inputs(
+                model,
+                tail_start(model),
+                features.read_rows,
+                rows,
+                tuple(features.summary["shape"][1:]),
+                features.summary["dtype"],
+            )
+        else:
+            table, feature_seconds = _extract_tail_inputs(model, dataset, rows, image_size, feature_dtype)
+        history, epoch_seconds, train_seconds = fit_on_features(
+            model,
+            table,
+            train_labels,
+            val_labels,
+            epochs=epochs,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+            seed=seed,
+            strategy=strategy,
+            label=label,
+        )
+    else:
+        with strategy.scope():
+            compile_model(model, learning_rate)
+
+        def train_batches(epoch: int):
+            return data.training_batches(
+                dataset,
+                train_rows,
+                train_labels,
+                image_size=image_size,
+                batch_size=batch_size,
+                seed=seed,
+                epoch=epoch,
+            )
+
+        val_batches = data.eval_batches(
+            dataset, val_rows, image_size=image_size, batch_size=batch_size, labels=val_labels
+        )
+        history, epoch_seconds, train_seconds = fit_epochs(
+            model, train_batches, val_batches, epochs=epochs, label=label
         )
 
-    train_batches = data.training_batches(
-        dataset,
-        train_rows,
-        train_labels,
-        image_size=image_size,
-        batch_size=batch_size,
-        epochs=epochs,
-        seed=seed,
-    )
-    val_batches = data.eval_batches(
-        dataset, val_rows, image_size=image_size, batch_size=batch_size, labels=val_labels
-    )
-    epoch_log = EpochLog(f"train {variant}", epochs)
-    started = time.perf_counter()
-    fit = model.fit(
-        train_batches,
-        epochs=epochs,
-        steps_per_epoch=data.steps_per_epoch(len(train_rows), batch_size),
-        validation_data=val_batches,
-        shuffle=False,
-        verbose=0,
-        callbacks=[epoch_log],
-    )
-    train_seconds = time.perf_counter() - started
-
-    history = {key: [float(v) for v in fit.history[key]] for key in HISTORY_KEYS}
     record: TrainRecord = {
         "variant": spec.id,
         "title": spec.title,
@@ -118,8 +169,9 @@ def train(
         "total_params": count_params(model.weights),
         "epochs": epochs,
         "train_seconds": round(train_seconds, 3),
-        "epoch_seconds": [round(t, 3) for t in epoch_log.seconds],
+        "epoch_seconds": [round(t, 3) for t in epoch_seconds],
         "weights": weights,
+        "weights_sha256": weights_file_sha256(resolved),
         "image_size": image_size,
         "batch_size": batch_size,
         "learning_rate": learning_rate,
@@ -127,6 +179,8 @@ def train(
         "n_train": len(train_rows),
         "n_val": len(val_rows),
         "replicas": strategy.num_replicas_in_sync,
+        "feature_cache": "features artifact" if features else ("in this step" if feature_cache else "off"),
+        "feature_seconds": round(feature_seconds, 3),
         "dataset_fingerprint": dataset.fingerprint,
         "split_fingerprint": split.fingerprint,
         "tensorflow": tf.__version__,
@@ -137,3 +191,29 @@ def train(
         f"{history['val_accuracy'][-1]:.3f}; wrote {Path(out_dir)}"
     )
     return record
+
+
+def _extract_tail_inputs(
+    model: keras.Model, dataset: Dataset, rows: np.ndarray, image_size: int, dtype: str
+) -> tuple[np.ndarray, float]:
+    """The prefix run here over `rows`, then the variant's bridge: (tail inputs in row order, seconds)."""
+    shape = prefix_shape(image_size)
+    cache = aligned_empty((len(rows), *shape), dtype)
+    filled = 0
+
+    def keep(chunk: np.ndarray) -> None:
+        nonlocal filled
+        cache[filled : filled + len(chunk)] = chunk
+        filled += len(chunk)
+
+    seconds = extract_features(
+        model.get_layer("backbone").get_weights(), image_size, dataset.pixels, rows, keep
+    )
+    start = tail_start(model)
+    if start == 0:
+        return cache, seconds
+    positions = np.arange(len(rows))
+    table = variant_inputs(
+        model, start, lambda p, out: np.take(cache, p, axis=0, out=out), positions, shape, dtype
+    )
+    return table, seconds

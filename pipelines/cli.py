@@ -62,13 +62,30 @@ def _train(a):
         weights=a.weights,
         weights_sha256=a.weights_sha256,
         seed=a.seed,
+        features_dir=a.features,
+        feature_cache=a.feature_cache,
+        feature_dtype=a.feature_dtype,
+    )
+
+
+def _featurize(a):
+    from components.featurize import featurize
+
+    return featurize(
+        a.dataset,
+        a.out,
+        image_size=a.image_size,
+        weights=a.weights,
+        weights_sha256=a.weights_sha256,
+        dtype=a.dtype,
+        batch_size=a.batch_size,
     )
 
 
 def _evaluate(a):
     from components.evaluate import evaluate
 
-    return evaluate(a.dataset, a.split, a.model, a.out, batch_size=a.batch_size)
+    return evaluate(a.dataset, a.split, a.model, a.out, batch_size=a.batch_size, features_dir=a.features)
 
 
 def _report(a):
@@ -178,6 +195,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--seed", type=int, default=study.SPLIT_SEED)
 
+    def backbone_options(p):
+        p.add_argument("--image-size", type=int, default=study.IMAGE_SIZE, help=f"default {study.IMAGE_SIZE}")
+        p.add_argument("--weights", default="imagenet", help="imagenet | none | demo | PATH | gs://URI")
+        p.add_argument("--weights-sha256", default=None, help="expected sha256 of the weights file")
+
+    dtypes = study.FEATURE_DTYPES
+    p = command(
+        "featurize",
+        _featurize,
+        "Run MobileNetV2's frozen prefix once over every image: the feature cache train and evaluate read.",
+    )
+    p.add_argument("--dataset", required=True, type=Path)
+    p.add_argument("--out", required=True, type=Path, help="features folder to write")
+    backbone_options(p)
+    p.add_argument(
+        "--dtype",
+        choices=dtypes,
+        default=dtypes[0],
+        help="float32 (default: training on it matches training on pixels bit for bit) or float16 "
+        "(half the memory and disk, features rounded)",
+    )
+    p.add_argument("--batch-size", type=int, default=64, help="images per forward batch (default 64)")
+
     p = command("train", _train, "Fine-tune one variant (model1, model2 or model3).")
     p.add_argument("--dataset", required=True, type=Path)
     p.add_argument("--split", required=True, type=Path)
@@ -196,10 +236,26 @@ def build_parser() -> argparse.ArgumentParser:
         default=study.LEARNING_RATE,
         help=f"Adam's learning rate (default {study.LEARNING_RATE})",
     )
-    p.add_argument("--image-size", type=int, default=study.IMAGE_SIZE, help=f"default {study.IMAGE_SIZE}")
-    p.add_argument("--weights", default="imagenet", help="imagenet | none | demo | PATH | gs://URI")
-    p.add_argument("--weights-sha256", default=None, help="expected sha256 of the weights file")
+    backbone_options(p)
     p.add_argument("--seed", type=int, default=study.SEED, help=f"default {study.SEED}")
+    p.add_argument(
+        "--features",
+        type=Path,
+        default=None,
+        help="features folder (`cxr featurize`) to train the tail on; default: run the prefix here",
+    )
+    p.add_argument(
+        "--no-feature-cache",
+        dest="feature_cache",
+        action="store_false",
+        help="train the full model on pixels every step (the reference; slow)",
+    )
+    p.add_argument(
+        "--feature-dtype",
+        choices=dtypes,
+        default=dtypes[0],
+        help="dtype of the features this step extracts itself (default float32)",
+    )
 
     p = command("evaluate", _evaluate, "Predict the held-out images and compute every metric from them.")
     p.add_argument("--dataset", required=True, type=Path)
@@ -207,6 +263,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, type=Path, help="folder written by `cxr train`")
     p.add_argument("--out", required=True, type=Path, help="evaluation folder to write")
     p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument(
+        "--features",
+        type=Path,
+        default=None,
+        help="features folder the model was trained from: predict from it (same predictions, faster)",
+    )
 
     p = command("report", _report, "Merge evaluations into comparison.json/csv, report.md and report.html.")
     p.add_argument(

@@ -96,6 +96,17 @@ class PlacementConfig:
     step_memory: str = "8G"
     retries: int = 2  # train retries (preemptible GPU nodes)
     caching: bool = True
+    # Where MobileNetV2's frozen prefix runs (README "Where the prefix runs"): "shared" = one featurize
+    # step before the fan-out whose features every train and evaluate task reads; "per-task" = each
+    # train task runs it on its own GPUs; "auto" = per-task when train has GPUs, else shared.
+    feature_pass: str = "auto"
+
+    @property
+    def shared_feature_pass(self) -> bool:
+        """True when one featurize step serves every variant."""
+        if self.feature_pass == "auto":
+            return self.accelerator_count == 0
+        return self.feature_pass == "shared"
 
 
 @dataclass
@@ -107,6 +118,9 @@ class KfpConfig:
     namespace: str = ""  # multi-user Kubeflow profile namespace
     service_account: str = ""  # run the pipeline's pods as this Kubernetes service account
     pipeline_name: str = "cxr-transfer-learning"
+
+
+FEATURE_PASSES = ("auto", "shared", "per-task")
 
 
 @dataclass
@@ -128,6 +142,8 @@ class Config:
         check_training_settings(s.epochs, s.batch_size, s.image_size, prefix="study.")
         if p.accelerator_count < 0 or p.retries < 0:
             raise CxrError("placement.accelerator_count and placement.retries must be >= 0")
+        if p.feature_pass not in FEATURE_PASSES:
+            raise CxrError(f"placement.feature_pass {p.feature_pass!r}: choose {', '.join(FEATURE_PASSES)}")
         if self.images.tag == "latest":
             raise CxrError("images.tag 'latest' is not allowed: pin a tag (default: the git SHA)")
         if self.images.train_build not in ("gpu", "cpu"):

@@ -81,6 +81,36 @@ def demo_backbone_op(image_size: int, backbone: Output[Model]):
     backbone.metadata.update({"weights": "demo", "image_size": image_size})
 
 
+def featurize_op(
+    dataset: Input[Dataset],
+    features: Output[Artifact],
+    image_size: int,
+    weights: str,
+    backbone: Input[Model] = None,
+):
+    """Runs MobileNetV2's frozen prefix once over every image, for all variants (CPU-only runs).
+
+    Consumes the ingested `dataset` and, when weights is `demo`, the run's demo `backbone`; produces
+    `features`, the cached prefix output of every image (features.npy, features.json) that every
+    train and evaluate task reads instead of running the prefix itself. Its metadata carries the
+    shape, dtype, seconds and images per second.
+    """
+    from pathlib import Path
+
+    from components.demo.backbone import BACKBONE_FILE
+    from components.featurize import featurize
+
+    weights_file = Path(backbone.path) / BACKBONE_FILE if backbone is not None and weights == "demo" else None
+    summary = featurize(
+        Path(dataset.path),
+        Path(features.path),
+        image_size=image_size,
+        weights=weights,
+        weights_file=weights_file,
+    )
+    features.metadata.update({key: summary[key] for key in ("shape", "dtype", "seconds", "images_per_s")})
+
+
 def train_op(
     dataset: Input[Dataset],
     split_ids: Input[Artifact],
@@ -93,12 +123,15 @@ def train_op(
     weights: str,
     seed: int,
     backbone: Input[Model] = None,
+    features: Input[Artifact] = None,
 ):
     """Fine-tunes one variant on the split's training side (the pipeline gives it 2 x T4).
 
-    Consumes the ingested `dataset`, `split_ids` and, when weights is `demo`, the run's demo
-    `backbone`; produces `model`, a folder with model.keras, history.json and train.json. The variant,
-    parameter counts, epochs, training time and replicas travel in its metadata.
+    Consumes the ingested `dataset`, `split_ids`, when weights is `demo` the run's demo `backbone`,
+    and the run's shared `features` when it has a featurize step (else this task runs the frozen prefix
+    itself, once); only the variant's trainable tail trains, on the cached features. Produces `model`, a
+    folder with model.keras (the full model), history.json and train.json; the variant, parameter
+    counts, epochs, training time and replicas travel in its metadata.
     """
     from pathlib import Path
 
@@ -118,21 +151,10 @@ def train_op(
         weights=weights,
         weights_file=weights_file,
         seed=seed,
+        features_dir=Path(features.path) if features is not None else None,
     )
-    model.metadata.update(
-        {
-            key: record[key]
-            for key in (
-                "variant",
-                "title",
-                "trainable_params",
-                "total_params",
-                "epochs",
-                "train_seconds",
-                "replicas",
-            )
-        }
-    )
+    shown = ("variant", "title", "trainable_params", "total_params", "epochs", "train_seconds", "replicas")
+    model.metadata.update({key: record[key] for key in shown})
 
 
 def evaluate_op(
@@ -142,13 +164,16 @@ def evaluate_op(
     evaluation: Output[Artifact],
     metrics: Output[Metrics],
     confusion_matrix: Output[ClassificationMetrics],
+    features: Input[Artifact] = None,
 ):
     """Scores one trained variant on the held-out ids.
 
-    Consumes the ingested `dataset`, `split_ids` and one variant's `model`; produces `evaluation`
-    (a folder with predictions.csv, metrics.json and dataset.json, the variant in its metadata),
-    `metrics` (accuracy, macro_f1, COVID sensitivity and specificity, train_seconds and
-    trainable_params for the Kubeflow UI) and `confusion_matrix` (with the class names).
+    Consumes the ingested `dataset`, `split_ids`, one variant's `model` and, when the run has a
+    featurize step, its `features` (the model's tail predicts from them: the full model's predictions
+    without its prefix pass); produces `evaluation` (a folder with predictions.csv, metrics.json and
+    dataset.json, the variant in its metadata), `metrics` (accuracy, macro_f1, COVID sensitivity and
+    specificity, train_seconds and trainable_params for the Kubeflow UI) and `confusion_matrix` (with
+    the class names).
     """
     from pathlib import Path
 
@@ -156,7 +181,13 @@ def evaluate_op(
     from components.core.classes import CLASS_NAMES
     from components.evaluate import evaluate
 
-    entry = evaluate(Path(dataset.path), Path(split_ids.path), Path(model.path), Path(evaluation.path))
+    entry = evaluate(
+        Path(dataset.path),
+        Path(split_ids.path),
+        Path(model.path),
+        Path(evaluation.path),
+        features_dir=Path(features.path) if features is not None else None,
+    )
     evaluation.metadata.update({"variant": entry["variant"], "title": entry["title"]})
     metrics.metadata["variant"] = entry["variant"]
     for name, value in ui_metrics(entry).items():
@@ -202,6 +233,7 @@ class Components:
     ingest: PythonComponent
     split: PythonComponent
     demo_backbone: PythonComponent
+    featurize: PythonComponent
     train: PythonComponent
     evaluate: PythonComponent
     report: PythonComponent
@@ -220,6 +252,7 @@ def build_components(cpu_image: str, train_image: str) -> Components:
         ingest=component(ingest_op, cpu_image),
         split=component(split_op, cpu_image),
         demo_backbone=component(demo_backbone_op, cpu_image),
+        featurize=component(featurize_op, cpu_image),
         train=component(train_op, train_image),
         evaluate=component(evaluate_op, cpu_image),
         report=component(report_op, cpu_image),

@@ -3,9 +3,12 @@
     ingest ─► split ─► ParallelFor(variants, parallelism=3) { train ─► evaluate } ─► report
 
 With `study.weights: demo` a demo-backbone step pretrains the offline stand-in for ImageNet once and
-hands it to every train task. The pipeline is built from a Config: parameter defaults come from
-`config.study`, each component's image from `config.images`, placement from `config.placement`.
-The train task alone asks for GPUs.
+hands it to every train task. With a shared feature pass (placement.feature_pass; by default when
+train has no GPUs) a featurize step runs MobileNetV2's frozen prefix once for all variants and every
+train and evaluate task reads its features; otherwise each train task runs the prefix on its GPUs.
+
+The pipeline is built from a Config: parameter defaults come from `config.study`, each component's
+image from `config.images`, placement from `config.placement`. The train task alone asks for GPUs.
 """
 
 import dataclasses
@@ -14,7 +17,7 @@ from kfp import dsl
 
 from pipelines.config import Config
 from pipelines.ops import build_components
-from pipelines.placement import place_cpu_task, place_train_task
+from pipelines.placement import place_cpu_task, place_featurize_task, place_train_task
 
 VARIANT_PARALLELISM = 3
 
@@ -58,6 +61,13 @@ def make_pipeline(config: Config):
             pretrain = ops.demo_backbone(image_size=image_size)
             place_cpu_task(pretrain.set_display_name("demo-backbone"), placement)
             backbone = {"backbone": pretrain.outputs["backbone"]}
+        features = {}
+        if placement.shared_feature_pass:
+            featurize = ops.featurize(
+                dataset=ingest.outputs["dataset"], image_size=image_size, weights=weights, **backbone
+            )
+            place_featurize_task(featurize.set_display_name("featurize"), placement)
+            features = {"features": featurize.outputs["features"]}
         with dsl.ParallelFor(items=variants, parallelism=VARIANT_PARALLELISM, name="variants") as variant:
             train = ops.train(
                 dataset=ingest.outputs["dataset"],
@@ -70,12 +80,14 @@ def make_pipeline(config: Config):
                 weights=weights,
                 seed=seed,
                 **backbone,
+                **features,
             )
             place_train_task(train.set_display_name("train"), placement)
             evaluate = ops.evaluate(
                 dataset=ingest.outputs["dataset"],
                 split_ids=split.outputs["split_ids"],
                 model=train.outputs["model"],
+                **features,
             )
             place_cpu_task(evaluate.set_display_name("evaluate"), placement)
         report = ops.report(evaluations=dsl.Collected(evaluate.outputs["evaluation"]))

@@ -13,8 +13,7 @@ from pipelines.config import PlacementConfig
 
 def place_train_task(task: dsl.PipelineTask, placement: PlacementConfig) -> dsl.PipelineTask:
     """Sets the GPUs, node selector, toleration, resources and retries of the train task."""
-    task.set_cpu_request(placement.train_cpu).set_cpu_limit(placement.train_cpu)
-    task.set_memory_request(placement.train_memory).set_memory_limit(placement.train_memory)
+    _training_resources(task, placement)
     if placement.accelerator_count > 0:
         task.set_accelerator_type(placement.accelerator_resource)
         task.set_accelerator_limit(placement.accelerator_count)
@@ -36,3 +35,15 @@ def place_cpu_task(task: dsl.PipelineTask, placement: PlacementConfig) -> dsl.Pi
     task.set_memory_limit(placement.step_memory)
     task.set_caching_options(placement.caching)
     return task
+
+
+def place_featurize_task(task: dsl.PipelineTask, placement: PlacementConfig) -> dsl.PipelineTask:
+    """The shared featurize step (CPU-only runs): the train task's CPU and memory, no GPU."""
+    _training_resources(task, placement)
+    task.set_caching_options(placement.caching)
+    return task
+
+
+def _training_resources(task: dsl.PipelineTask, placement: PlacementConfig) -> None:
+    task.set_cpu_request(placement.train_cpu).set_cpu_limit(placement.train_cpu)
+    task.set_memory_request(placement.train_memory).set_memory_limit(placement.train_memory)

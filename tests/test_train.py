@@ -84,7 +84,11 @@ def test_each_epoch_visits_every_training_image_once_in_a_seeded_order(prepared)
     dataset = open_dataset(prepared / "ds")
     rows = np.arange(10, 30)
     labels = dataset.labels_for(rows)
-    batches = list(training_batches(dataset, rows, labels, image_size=40, batch_size=8, epochs=2, seed=5))
+    batches = [
+        b
+        for e in range(2)
+        for b in training_batches(dataset, rows, labels, image_size=40, batch_size=8, seed=5, epoch=e)
+    ]
     assert [len(y) for _, y in batches] == [8, 8, 4, 8, 8, 4]
     for epoch, chunk in enumerate((batches[:3], batches[3:])):
         seen = np.concatenate([x.numpy()[:, 0, 0, 0] for x, _ in chunk])
@@ -132,7 +136,7 @@ def test_bad_inputs_are_one_line_errors(prepared, tmp_path):
 
 
 def test_training_under_mirrored_strategy_over_two_cpu_devices(prepared, tmp_path):
-    """The 2 x GPU path (MirroredStrategy) runs here on two logical CPU devices."""
+    """The 2 x GPU path on pixels (MirroredStrategy) runs here on two logical CPU devices."""
     script = textwrap.dedent(f"""
         import json, tensorflow as tf
         cpu = tf.config.list_physical_devices("CPU")[0]
@@ -140,7 +144,7 @@ def test_training_under_mirrored_strategy_over_two_cpu_devices(prepared, tmp_pat
         from components.train import train
         record = train({str(prepared / "ds")!r}, {str(prepared / "split")!r}, {str(tmp_path / "m")!r},
                        variant="model1", epochs=2, batch_size=8, image_size=32, weights="none",
-                       devices=["/cpu:0", "/cpu:1"])
+                       devices=["/cpu:0", "/cpu:1"], feature_cache=False)
         print(json.dumps(record))
     """)
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)

@@ -51,6 +51,7 @@ class TrainRecord(TrainSummary, total=False):
     """train.json: the summary plus the settings and fingerprints of the run."""
 
     epoch_seconds: list[float]
+    weights_sha256: str | None  # of the backbone weights file loaded (None: imagenet via Keras, or none)
     image_size: int
     batch_size: int
     learning_rate: float
@@ -58,6 +59,8 @@ class TrainRecord(TrainSummary, total=False):
     n_train: int
     n_val: int
     replicas: int
+    feature_cache: str  # "features artifact", "in this step" or "off" (trained on pixels)
+    feature_seconds: float  # the prefix pass this step ran itself (0 with a features artifact)
     dataset_fingerprint: str | None
     split_fingerprint: str
     tensorflow: str

@@ -1,13 +1,14 @@
-"""The input pipeline: batches of stored pixels for training and prediction.
+"""The input pipeline: the training order, and batches of stored pixels for training and prediction.
+
+Training order is a pure function of (seed, epoch): epoch e visits the n training images in
+`epoch_order(n, seed, e)`; `epoch_batches` turns that into batches of positions, which the pixel path
+below and the feature-cache path (core/training.py) both follow, so both see the same batches.
+Keras' own shuffle would restart at the epoch-0 order after a resume; deriving the order here (and
+`first_epoch`) is what exact resume after preemption builds on.
 
 Pixels come from the ingested dataset's memory map (decoded once at ingest), are resized to the
 model's image size per batch and fed as float32 (batch, size, size, 1) in 0..255; the model turns
 them into MobileNetV2's 3-channel [-1, 1] input itself (see components/core/model.py).
-
-Training order is a pure function of (seed, epoch): epoch e visits the training rows in
-`epoch_order(n, seed, e)`. Keras' own shuffle would restart at the epoch-0 order after a resume;
-deriving the order here (and `first_epoch`) is what exact resume after preemption will build on
-once the train step checkpoints (not yet: a retried train task starts again at epoch 0).
 """
 
 from __future__ import annotations
@@ -56,6 +57,16 @@ def _batch_loader(pixels: np.ndarray, image_size: int):
     return load
 
 
+def epoch_batches(labels: np.ndarray, *, batch_size: int, seed: int, epoch: int) -> tf.data.Dataset:
+    """(positions, labels) batches of one epoch over range(len(labels)), in epoch_order(n, seed, epoch).
+
+    One finite dataset per epoch: Keras' steps_per_execution then never runs an epoch into the next.
+    """
+    labels = np.asarray(labels, dtype=np.int32)
+    order = epoch_order(len(labels), seed, epoch)
+    return tf.data.Dataset.from_tensor_slices((order.astype(np.int32), labels[order])).batch(batch_size)
+
+
 def training_batches(
     dataset: Dataset,
     rows: np.ndarray,
@@ -63,22 +74,16 @@ def training_batches(
     *,
     image_size: int,
     batch_size: int,
-    epochs: int,
     seed: int,
-    first_epoch: int = 0,
+    epoch: int,
 ) -> tf.data.Dataset:
-    """(images, labels) batches for epochs first_epoch..epochs-1, each epoch in its own seeded order.
-
-    One dataset spans all epochs (pass steps_per_epoch = ceil(len(rows) / batch_size) to fit), so
-    no epoch ever borrows another epoch's images and the order never depends on Keras' shuffle.
-    """
-    orders = np.stack([rows[epoch_order(len(rows), seed, e)] for e in range(first_epoch, epochs)])
-    label_of_row = dict(zip(rows.tolist(), labels.tolist(), strict=True))
-    order_labels = np.vectorize(label_of_row.__getitem__, otypes=[np.int32])(orders)
-    per_epoch = tf.data.Dataset.from_tensor_slices((orders, order_labels))
-    batches = per_epoch.flat_map(lambda r, y: tf.data.Dataset.from_tensor_slices((r, y)).batch(batch_size))
+    """(images, labels) batches of pixel rows `rows` for one epoch, in the order of epoch_batches."""
+    batches = epoch_batches(labels, batch_size=batch_size, seed=seed, epoch=epoch)
+    rows = tf.constant(rows)
     load = _batch_loader(dataset.pixels, image_size)
-    return batches.map(lambda r, y: (load(r), y), num_parallel_calls=tf.data.AUTOTUNE).prefetch(2)
+    return batches.map(
+        lambda p, y: (load(tf.gather(rows, p)), y), num_parallel_calls=tf.data.AUTOTUNE
+    ).prefetch(2)
 
 
 def steps_per_epoch(n: int, batch_size: int) -> int:
@@ -91,11 +96,12 @@ def eval_batches(
 ) -> tf.data.Dataset:
     """Batches of the given rows in the given order (images, or (images, labels) when labels are given)."""
     load = _batch_loader(dataset.pixels, image_size)
+    parallel = tf.data.AUTOTUNE
     if labels is None:
-        ds = tf.data.Dataset.from_tensor_slices(rows).batch(batch_size).map(load)
+        ds = tf.data.Dataset.from_tensor_slices(rows).batch(batch_size).map(load, num_parallel_calls=parallel)
     else:
         ds = tf.data.Dataset.from_tensor_slices((rows, labels)).batch(batch_size)
-        ds = ds.map(lambda r, y: (load(r), y))
+        ds = ds.map(lambda r, y: (load(r), y), num_parallel_calls=parallel)
     return ds.prefetch(2)
 
 

@@ -175,3 +175,12 @@ def resolve_weights(spec: str, *, image_size: int = 224, sha256: str | None = No
                 f"{expected[:12]}…; download the file again"
             )
     return str(path)
+
+
+def weights_file_sha256(resolved: str | None) -> str | None:
+    """sha256 of a resolved weights file (resolve_weights' result); None for imagenet (Keras' own) or none."""
+    if resolved in (None, "imagenet"):
+        return None
+    from components.core.storage import file_digest
+
+    return file_digest(Path(resolved), "sha256").hex()

@@ -18,3 +18,8 @@ SPLIT_PRESETS: dict[str, tuple[float, float]] = {
 }
 DEFAULT_SPLIT_PRESET = "holdout-70-30"
 VAL_FRACTION, TEST_FRACTION = SPLIT_PRESETS[DEFAULT_SPLIT_PRESET]
+
+# The feature cache (components/core/features.py) in float32 trains exactly like the study's pixel
+# path; float16 halves its memory and disk and rounds every feature.
+FEATURE_DTYPES = ("float32", "float16")
+DEFAULT_FEATURE_DTYPE = FEATURE_DTYPES[0]

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from components.core.progress import log
@@ -41,3 +43,105 @@ def device_strategy(devices: list[str] | None = None) -> tf.distribute.Strategy:
     if devices and len(devices) > 1:
         return tf.distribute.MirroredStrategy(devices)
     return tf.distribute.get_strategy()
+
+
+# Steps per call of the compiled training function on cached features: a tail step takes under a
+# millisecond, so one Python round trip per step would cost more than the step. Exact (the same steps
+# in the same order); not under MirroredStrategy, where Keras 3 fails with it (keras#19246).
+STEPS_PER_EXECUTION = 64
+# Validation on cached features: batch size changes no number (inference mode, no dropout), only speed.
+VAL_BATCH_SIZE = 512
+
+
+def compile_model(model: keras.Model, learning_rate: float, steps_per_execution: int = 1) -> None:
+    """The study's optimisation: Adam at `learning_rate`, sparse categorical cross-entropy, accuracy."""
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+        steps_per_execution=steps_per_execution,
+    )
+
+
+def fit_epochs(
+    model: keras.Model,
+    train_data: Callable[[int], tf.data.Dataset],
+    val_data: tf.data.Dataset,
+    *,
+    epochs: int,
+    label: str,
+) -> tuple[dict[str, list[float]], list[float], float]:
+    """Fits a compiled model epoch by epoch; returns (history, seconds of each epoch, seconds in all).
+
+    Args:
+        model: a compiled model.
+        train_data: the batches of one epoch, given its number (a new order each epoch).
+        val_data: the validation batches, evaluated after every epoch.
+        epochs: how many epochs.
+        label: the per-epoch console line's label.
+    """
+    epoch_log = EpochLog(label, epochs)
+    history: dict[str, list[float]] = {key: [] for key in HISTORY_KEYS}
+    started = time.perf_counter()
+    for epoch in range(epochs):
+        fit = model.fit(
+            train_data(epoch),
+            initial_epoch=epoch,
+            epochs=epoch + 1,
+            validation_data=val_data,
+            shuffle=False,
+            verbose=0,
+            callbacks=[epoch_log],
+        )
+        for key in HISTORY_KEYS:
+            history[key] += [float(v) for v in fit.history[key]]
+    return history, epoch_log.seconds, time.perf_counter() - started
+
+
+def fit_on_features(
+    model: keras.Model,
+    table,
+    train_labels,
+    val_labels,
+    *,
+    epochs: int,
+    batch_size: int,
+    learning_rate: float,
+    seed: int,
+    strategy: tf.distribute.Strategy,
+    label: str,
+) -> tuple[dict[str, list[float]], list[float], float]:
+    """Trains a full model's tail on cached tail inputs; the full model's own layers learn.
+
+    Args:
+        model: the full model, built under `strategy`.
+        table: the tail inputs (core/features.py variant_inputs) of the training images, then of the
+            validation images, in the order of `train_labels` and `val_labels`.
+        train_labels: class indices of the training images.
+        val_labels: class indices of the validation images.
+        epochs: passes over the training images.
+        batch_size: global batch size.
+        learning_rate: Adam's learning rate.
+        seed: the per-epoch order's seed (core/data.py epoch_batches: the pixel path's batches too).
+        strategy: the device strategy.
+        label: the per-epoch console line's label.
+    """
+    from components.core.data import epoch_batches
+    from components.core.features import FeatureLookup, host_tensor, tail_model, tail_start
+
+    n_train = len(train_labels)
+    with strategy.scope():
+        rows = keras.Input((), dtype="int32", name="rows")
+        probabilities = tail_model(model, tail_start(model))(FeatureLookup(host_tensor(table))(rows))
+        trainer = keras.Model(rows, probabilities, name=f"{model.name}_on_features")
+        one_replica = strategy.num_replicas_in_sync == 1
+        compile_model(trainer, learning_rate, STEPS_PER_EXECUTION if one_replica else 1)
+    val_positions = np.arange(n_train, n_train + len(val_labels), dtype=np.int32)
+    val_data = tf.data.Dataset.from_tensor_slices((val_positions, np.asarray(val_labels, np.int32)))
+    return fit_epochs(
+        trainer,
+        lambda epoch: epoch_batches(train_labels, batch_size=batch_size, seed=seed, epoch=epoch).prefetch(8),
+        val_data.batch(VAL_BATCH_SIZE),
+        epochs=epochs,
+        label=label,
+    )
