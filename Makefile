@@ -42,7 +42,7 @@ test: $(STAMP) test-tools ## Run the test suite (unit, pipeline spec, local end-
 test-fast: $(STAMP) ## The tests not marked slow
 	$(BIN)/pytest -m "not slow and not containers" $(PYTEST_ARGS)
 
-bench: $(STAMP) ## Step throughput on demo data (ingest, training per variant) -> bench/results.json
+bench: $(STAMP) ## The main job at full size beside the study's method (~40 min) -> bench/results.md, results.json
 	$(BIN)/python bench/bench.py
 
 # --- The pipeline -------------------------------------------------------------------------------

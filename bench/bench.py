@@ -1,84 +1,464 @@
-"""`make bench`: throughput of the steps on demo data, the baseline for the feature-caching work.
+"""`make bench`: the main job at full size, ours beside the study's method, measured in one run.
 
-Measures, in one process on this machine: ingest from a folder and from a .zip (images/s), and
-training of each variant at the study's 224 px: training images per second of the last epoch
-(steady state: the first epoch also traces the graph), validation included, as the study trains.
-Writes bench/results.json; README.md summarises it. Ratios within one run are what to compare:
-the machine is shared and noisy.
+On a 21,165-image, 299 px demo dataset in the real class proportions (made once, kept under
+runs/bench/data), with the offline demo backbone at the study's settings (224 px, batch 16, 20
+epochs, validation every epoch):
+
+  ours     the product's own commands: cxr ingest → split → featurize → train × 3 (--features) →
+           evaluate × 3 (--features) → report; the three train → evaluate chains run two at a time,
+           as the pipeline's ParallelFor runs them under kfp.local on this machine
+  study    the study's method (bench/study_method.py) per variant on a stratified subset, its cost
+           per image-epoch (training and validation apart) extrapolated to the full protocol
+  forward  one plain forward pass of a full model over every image (bench/forward_pass.py)
+  micro    float32 vs mixed_bfloat16 and one device vs MirroredStrategy (bench/micro.py)
+
+Every step records its wall seconds, CPU seconds and peak RSS (the process's own rusage), the load
+average and the machine's busy cores while it ran; the run records the CPU model and versions.
+Writes bench/results.json and bench/results.md (README quotes the latter). Settings: BENCH_IMAGES,
+BENCH_EPOCHS, BENCH_STUDY_IMAGES, BENCH_STUDY_EPOCHS, BENCH_DIR.
 """
+
+from __future__ import annotations
 
 import json
 import os
 import platform
 import shutil
+import subprocess
 import sys
-import tempfile
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import tensorflow as tf
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS_JSON = ROOT / "bench" / "results.json"
+RESULTS_MD = ROOT / "bench" / "results.md"
+IMAGES = int(os.environ.get("BENCH_IMAGES", 21165))
+EPOCHS = int(os.environ.get("BENCH_EPOCHS", 20))
+STUDY_IMAGES = int(os.environ.get("BENCH_STUDY_IMAGES", 600))
+STUDY_EPOCHS = int(os.environ.get("BENCH_STUDY_EPOCHS", 2))
+WORK = Path(os.environ.get("BENCH_DIR", ROOT / "runs" / "bench"))
+IMAGE_SIZE, BATCH_SIZE, DATA_SEED = 224, 16, 11
+VARIANTS = ("model3", "model2", "model1")  # longest first: two at a time, the makespan is shortest
+TARGETS = {"p1_minutes": 20, "p1_peak_memory_gb": 8, "p2_ratio": 10, "p3_ratio": 6}
 
-from components.demo.backbone import make_demo_weights
-from components.demo.kaggle_layout import make_demo_dataset
-from components.ingest import ingest
-from components.split import split
-from components.train import train
 
-IMAGES = 480
-IMAGE_SIZE = 224
-EPOCHS = 3
-OUT = Path(__file__).parent / "results.json"
+@dataclass
+class Step:
+    """One measured command."""
+
+    name: str
+    command: list[str]
+    wall_seconds: float = 0.0
+    cpu_seconds: float = 0.0
+    peak_rss_gb: float = 0.0
+    load_average: dict = field(default_factory=dict)
+    busy_cores: dict = field(default_factory=dict)
+    started: float = 0.0
+    ended: float = 0.0
+    output: str = ""
 
 
-def timed(func, *args, **kwargs):
-    """(func(*args, **kwargs), its wall-clock seconds)."""
-    started = time.perf_counter()
-    result = func(*args, **kwargs)
-    return result, time.perf_counter() - started
+class Sampler:
+    """Samples, once a second, the 1-minute load average, the machine's busy cores and our processes' RSS."""
+
+    def __init__(self):
+        self.samples: list[tuple[float, float, float, float]] = []  # (time, load, busy cores, our RSS GB)
+        self.pids: set[int] = set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> Sampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        previous = _cpu_times()
+        while not self._stop.wait(1.0):
+            now = _cpu_times()
+            busy = (now[0] - previous[0]) / max(now[1] - previous[1], 1) * os.cpu_count()
+            previous = now
+            rss = sum(_rss_gb(pid) for pid in list(self.pids))
+            self.samples.append((time.monotonic(), os.getloadavg()[0], busy, rss))
+
+    def window(self, start: float, end: float, column: int) -> dict:
+        """Mean and max of one sample column between two times."""
+        values = [s[column] for s in self.samples if start <= s[0] <= end] or [float("nan")]
+        return {"mean": round(sum(values) / len(values), 2), "max": round(max(values), 2)}
+
+    def peak_rss_gb(self, start: float, end: float) -> float:
+        """The most our processes held together at one time between two times."""
+        return self.window(start, end, 3)["max"]
+
+
+def _cpu_times() -> tuple[int, int]:
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+    idle = fields[3] + fields[4]
+    return sum(fields) - idle, sum(fields)
+
+
+def _rss_gb(pid: int) -> float:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0.0
+    return int(status.split("VmRSS:")[1].split()[0]) / 1e6 if "VmRSS:" in status else 0.0
+
+
+def run(step: Step, sampler: Sampler) -> Step:
+    """Runs a step's command, measuring it; raises with its output when it fails."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="2")
+    step.started = time.monotonic()
+    process = subprocess.Popen(
+        step.command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    sampler.pids.add(process.pid)
+    lines = []
+    for line in process.stdout:
+        lines.append(line)
+        if not line.startswith(("W0000", "I0000", "WARNING: All log")):
+            print(f"  [{step.name}] {line}", end="", flush=True)
+    _, status, usage = os.wait4(process.pid, 0)
+    sampler.pids.discard(process.pid)
+    step.ended = time.monotonic()
+    step.output = "".join(lines)
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"bench: {step.name} failed:\n{step.output[-3000:]}")
+    step.wall_seconds = round(step.ended - step.started, 2)
+    step.cpu_seconds = round(usage.ru_utime + usage.ru_stime, 1)
+    step.peak_rss_gb = round(usage.ru_maxrss / 1e6, 2)
+    step.load_average = sampler.window(step.started, step.ended, 1)
+    step.busy_cores = sampler.window(step.started, step.ended, 2)
+    print(
+        f"bench: {step.name}: {step.wall_seconds:.1f} s wall, {step.cpu_seconds:.0f} CPU s, "
+        f"{step.peak_rss_gb:.2f} GB peak RSS, load {step.load_average['mean']}",
+        flush=True,
+    )
+    return step
+
+
+def last_json(text: str) -> dict:
+    """The last line of a command's output that is a JSON object."""
+    return json.loads(next(line for line in reversed(text.splitlines()) if line.startswith("{")))
+
+
+def machine() -> dict:
+    """The CPU model, cores, memory and versions."""
+    cpuinfo = Path("/proc/cpuinfo").read_text()
+    model = next(
+        (line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("model name")),
+        platform.processor(),
+    )
+    flags = next(
+        (line.split(":", 1)[1].split() for line in cpuinfo.splitlines() if line.startswith("flags")), []
+    )
+    import keras
+    import numpy
+    import tensorflow as tf
+
+    meminfo = Path("/proc/meminfo").read_text()
+    return {
+        "cpu_model": model,
+        "cores": os.cpu_count(),
+        "memory_gb": round(int(meminfo.split("MemTotal:")[1].split()[0]) / 1e6, 1),
+        "cpu_flags": sorted(f for f in flags if f.startswith(("avx512_bf16", "amx", "avx512f", "avx2"))),
+        "python": platform.python_version(),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "numpy": numpy.__version__,
+        "platform": platform.platform(),
+    }
+
+
+def cxr(*args) -> list[str]:
+    """A `cxr` command line (the installed console script's module)."""
+    return [sys.executable, "-m", "pipelines.cli", *map(str, args)]
 
 
 def main() -> int:
-    """Runs the benchmark and writes bench/results.json."""
-    results = {
-        "machine": {
-            "python": platform.python_version(),
-            "tensorflow": tf.__version__,
-            "cpus": os.cpu_count(),
-            "platform": platform.platform(),
+    """Runs the benchmark and writes bench/results.json and bench/results.md."""
+    data, work = WORK / f"data-{IMAGES}", WORK / "run"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    results: dict = {
+        "machine": machine(),
+        "settings": {
+            "images": IMAGES,
+            "epochs": EPOCHS,
+            "image_size": IMAGE_SIZE,
+            "batch_size": BATCH_SIZE,
+            "study_subset_images": STUDY_IMAGES,
+            "study_subset_epochs": STUDY_EPOCHS,
+            "weights": "demo backbone (64 px)",
         },
-        "images": IMAGES,
-        "image_size": IMAGE_SIZE,
-        "epochs": EPOCHS,
+        "targets": TARGETS,
     }
-    with tempfile.TemporaryDirectory(prefix="cxr-bench-") as tmp:
-        tmp = Path(tmp)
-        make_demo_dataset(tmp / "data", total=IMAGES, seed=11)
-        shutil.make_archive(str(tmp / "data"), "zip", tmp, "data")
-        _, folder_s = timed(ingest, str(tmp / "data"), tmp / "dataset")
-        _, zip_s = timed(ingest, str(tmp / "data.zip"), tmp / "dataset-zip")
-        results["ingest_images_per_s"] = {"folder": IMAGES / folder_s, "zip": IMAGES / zip_s}
-        summary = split(tmp / "dataset", tmp / "split")
-        n_train = summary["counts"]["train"]
-        weights = make_demo_weights(tmp / "backbone.weights.h5", image_size=64)
-        results["train_images_per_s"] = {}
-        for variant in ("model1", "model2", "model3"):
-            record = train(
-                tmp / "dataset",
-                tmp / "split",
-                tmp / variant,
-                variant=variant,
-                epochs=EPOCHS,
-                image_size=IMAGE_SIZE,
-                weights=str(weights),
+    steps: dict[str, Step] = {}
+    with Sampler() as sampler:
+        setup = [Step("demo-weights", cxr("demo-weights", work / "backbone.weights.h5", "--image-size", 64))]
+        if not (data / "README.md.txt").is_file():
+            setup.insert(0, Step("demo-data", cxr("demo-data", data, "--total", IMAGES, "--seed", DATA_SEED)))
+        for step in setup:
+            run(step, sampler)
+        weights = work / "backbone.weights.h5"
+        common = ("--image-size", IMAGE_SIZE, "--weights", weights)
+        started = time.monotonic()
+        for step in (
+            Step("ingest", cxr("ingest", "--source", data, "--out", work / "dataset")),
+            Step("split", cxr("split", "--dataset", work / "dataset", "--out", work / "split")),
+            Step(
+                "featurize",
+                cxr("featurize", "--dataset", work / "dataset", "--out", work / "features", *common),
+            ),
+        ):
+            steps[step.name] = run(step, sampler)
+
+        def chain(variant: str) -> None:
+            steps[f"train {variant}"] = run(
+                Step(
+                    f"train {variant}",
+                    cxr(
+                        "train",
+                        "--dataset",
+                        work / "dataset",
+                        "--split",
+                        work / "split",
+                        "--variant",
+                        variant,
+                        "--out",
+                        work / variant,
+                        "--features",
+                        work / "features",
+                        "--epochs",
+                        EPOCHS,
+                        "--batch-size",
+                        BATCH_SIZE,
+                        *common,
+                    ),
+                ),
+                sampler,
             )
-            results["train_images_per_s"][variant] = n_train / record["epoch_seconds"][-1]
-    full_epochs_images = 14_815 * 20  # the real training side (70 %) × the study's 20 epochs
-    results["projected_minutes_per_variant_full_study"] = {
-        v: full_epochs_images / ips / 60 for v, ips in results["train_images_per_s"].items()
-    }
-    OUT.write_text(json.dumps(results, indent=2) + "\n")
-    print(json.dumps(results, indent=2))
+            steps[f"evaluate {variant}"] = run(
+                Step(
+                    f"evaluate {variant}",
+                    cxr(
+                        "evaluate",
+                        "--dataset",
+                        work / "dataset",
+                        "--split",
+                        work / "split",
+                        "--model",
+                        work / variant,
+                        "--out",
+                        work / f"eval-{variant}",
+                        "--features",
+                        work / "features",
+                    ),
+                ),
+                sampler,
+            )
+
+        with ThreadPoolExecutor(2) as pool:
+            list(pool.map(chain, VARIANTS))
+        evaluations = [a for v in sorted(VARIANTS) for a in ("--evaluation", work / f"eval-{v}")]
+        steps["report"] = run(Step("report", cxr("report", *evaluations, "--out", work / "report")), sampler)
+        ended = time.monotonic()
+
+        forward = run(
+            Step(
+                "forward pass", [sys.executable, "bench/forward_pass.py", work / "dataset", work / "model1"]
+            ),
+            sampler,
+        )
+        study = {
+            v: run(
+                Step(
+                    f"study method {v}",
+                    [
+                        sys.executable,
+                        "bench/study_method.py",
+                        data,
+                        "--variant",
+                        v,
+                        "--images",
+                        STUDY_IMAGES,
+                        "--epochs",
+                        STUDY_EPOCHS,
+                        "--weights",
+                        weights,
+                    ],
+                ),
+                sampler,
+            )
+            for v in sorted(VARIANTS)
+        }
+        micro = {
+            w: run(Step(f"micro {w}", [sys.executable, "bench/micro.py", w]), sampler)
+            for w in ("precision", "devices")
+        }
+
+    split_summary = json.loads((work / "split" / "summary.json").read_text())
+    results["ours"] = ours(steps, sampler, started, ended)
+    results["forward_pass"] = last_json(forward.output) | measured(forward)
+    results["study_method"] = study_method(study, split_summary, EPOCHS)
+    results["micro"] = {w: last_json(s.output) for w, s in micro.items()}
+    results["targets_met"] = verdicts(results)
+    comparison = json.loads((work / "report" / "comparison.json").read_text())
+    results["best_variant"] = comparison["best_variant"]
+    results["accuracy"] = {e["variant"]: round(e["accuracy"], 4) for e in comparison["variants"]}
+    RESULTS_JSON.write_text(json.dumps(results, indent=2) + "\n")
+    RESULTS_MD.write_text(markdown(results))
+    print(RESULTS_MD.read_text())
     return 0
+
+
+def measured(step: Step) -> dict:
+    """A step's measurements for results.json."""
+    return {k: v for k, v in asdict(step).items() if k not in ("command", "output", "started", "ended")}
+
+
+def ours(steps: dict[str, Step], sampler: Sampler, started: float, ended: float) -> dict:
+    """Our run: every step, the end-to-end span, the training-and-evaluation span and the peak memory."""
+    first_train = min(s.started for n, s in steps.items() if n.startswith("train"))
+    last_evaluate = max(s.ended for n, s in steps.items() if n.startswith("evaluate"))
+    return {
+        "steps": {name: measured(step) for name, step in steps.items()},
+        "end_to_end_seconds": round(ended - started, 1),
+        "train_and_evaluate_seconds": round(last_evaluate - first_train, 1),
+        "featurize_seconds": steps["featurize"].wall_seconds,
+        "cpu_seconds": round(sum(s.cpu_seconds for s in steps.values()), 1),
+        "peak_memory_gb": sampler.peak_rss_gb(started, ended),
+        "load_average": sampler.window(started, ended, 1),
+        "busy_cores": sampler.window(started, ended, 2),
+    }
+
+
+def study_method(study: dict[str, Step], split_summary: dict, epochs: int) -> dict:
+    """The study's method per variant: measured on the subset, extrapolated per image-epoch to the split."""
+    n_train, n_val = split_summary["counts"]["train"], split_summary["counts"]["val"]
+    out = {}
+    for variant, step in study.items():
+        m = last_json(step.output)
+        steady = m["epoch_seconds"][-1]  # the first epoch also traces the graph
+        per_val_image = m["val_seconds"] / m["n_val"]
+        per_train_image = (steady - m["val_seconds"]) / m["n_train"]
+        out[variant] = (
+            m
+            | measured(step)
+            | {
+                "train_seconds_per_image": round(per_train_image, 5),
+                "val_seconds_per_image": round(per_val_image, 5),
+                "extrapolated_seconds": round(
+                    epochs * (per_train_image * n_train + per_val_image * n_val), 1
+                ),
+                "extrapolated_to": {"n_train": n_train, "n_val": n_val, "epochs": epochs},
+            }
+        )
+    return out
+
+
+def verdicts(r: dict) -> dict:
+    """The issue's targets against this run: P1 (time, memory), P2 (total and per variant), P3."""
+    o, study = r["ours"], r["study_method"]
+    share = o["featurize_seconds"] / len(study)
+    per_variant = {}
+    for v, s in study.items():
+        ours_v = (
+            o["steps"][f"train {v}"]["wall_seconds"] + o["steps"][f"evaluate {v}"]["wall_seconds"] + share
+        )
+        per_variant[v] = round(s["extrapolated_seconds"] / ours_v, 1)
+    total_ratio = sum(s["extrapolated_seconds"] for s in study.values()) / o["end_to_end_seconds"]
+    p3 = (o["train_and_evaluate_seconds"] + o["featurize_seconds"]) / r["forward_pass"]["seconds"]
+    t = r["targets"]
+    return {
+        "p1_end_to_end_minutes": round(o["end_to_end_seconds"] / 60, 1),
+        "p1_met": o["end_to_end_seconds"] / 60 <= t["p1_minutes"]
+        and o["peak_memory_gb"] <= t["p1_peak_memory_gb"],
+        "p1_peak_memory_gb": o["peak_memory_gb"],
+        "p2_total_ratio": round(total_ratio, 1),
+        "p2_ratio_per_variant": per_variant,
+        "p2_met": total_ratio >= t["p2_ratio"],
+        "p3_ratio_to_one_forward_pass": round(p3, 2),
+        "p3_met": p3 <= t["p3_ratio"],
+    }
+
+
+def markdown(r: dict) -> str:
+    """bench/results.md: the tables README quotes."""
+    m, o, v, t = r["machine"], r["ours"], r["targets_met"], r["targets"]
+
+    def yes(met: bool) -> str:
+        return "yes" if met else "no"
+
+    lines = [
+        "# `make bench` results",
+        "",
+        f"Machine: {m['cpu_model']}, {m['cores']} cores, {m['memory_gb']} GB; TensorFlow {m['tensorflow']}, "
+        f"Keras {m['keras']}, Python {m['python']}. CPU flags: {', '.join(m['cpu_flags']) or 'none listed'}.",
+        "",
+        f"Data: {r['settings']['images']:,} demo images (299 px, real class proportions), "
+        f"{r['settings']['epochs']} epochs at {r['settings']['image_size']} px, "
+        f"batch {r['settings']['batch_size']}, validation every epoch; weights: {r['settings']['weights']}.",
+        "",
+        "| target | this run | met |",
+        "|---|---|---|",
+        f"| P1: ingest → report ≤ {t['p1_minutes']} min, peak memory ≤ {t['p1_peak_memory_gb']} GB"
+        f" | {v['p1_end_to_end_minutes']} min, {v['p1_peak_memory_gb']} GB | {yes(v['p1_met'])} |",
+        f"| P2: ≥ {t['p2_ratio']}× the study's method in total | {v['p2_total_ratio']}× "
+        f"(per variant: {', '.join(f'{k} {x}×' for k, x in sorted(v['p2_ratio_per_variant'].items()))}) | "
+        f"{yes(v['p2_met'])} |",
+        f"| P3: featurize + train + evaluate ≤ {t['p3_ratio']}× one forward pass | "
+        f"{v['p3_ratio_to_one_forward_pass']}× ({r['forward_pass']['seconds']:.0f} s for the pass) | "
+        f"{yes(v['p3_met'])} |",
+        "",
+        "Ours, step by step (train → evaluate chains two at a time; load average mean "
+        f"{o['load_average']['mean']}, busy cores mean {o['busy_cores']['mean']} of {m['cores']}):",
+        "",
+        "| step | wall s | CPU s | peak RSS GB | load avg (mean/max) | busy cores (mean) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, s in o["steps"].items():
+        lines.append(
+            f"| {name} | {s['wall_seconds']:.1f} | {s['cpu_seconds']:.0f} | {s['peak_rss_gb']:.2f} | "
+            f"{s['load_average']['mean']}/{s['load_average']['max']} | {s['busy_cores']['mean']} |"
+        )
+    lines += [
+        "",
+        f"The study's method, measured on a {r['settings']['study_subset_images']}-image stratified subset "
+        f"({r['settings']['study_subset_epochs']} epochs; the last epoch timed) and extrapolated per "
+        "image-epoch to the full split:",
+        "",
+        "| variant | s / training image | s / validation image | extrapolated to the full protocol | CPU s "
+        "(subset) | load avg |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, s in sorted(r["study_method"].items()):
+        lines.append(
+            f"| {name} | {s['train_seconds_per_image']:.4f} | {s['val_seconds_per_image']:.4f} | "
+            f"{s['extrapolated_seconds'] / 60:.0f} min | {s['cpu_seconds']:.0f} | "
+            f"{s['load_average']['mean']} |"
+        )
+    p, d = r["micro"]["precision"], r["micro"]["devices"]["tail_model3"]
+    lines += [
+        "",
+        "Choices measured in the same run (bench/micro.py):",
+        "",
+        f"- Prefix pass: float32 {p['prefix']['float32']['images_per_s']} images/s, mixed_bfloat16 "
+        f"{p['prefix']['mixed_bfloat16']['images_per_s']} images/s (features differ by up to "
+        f"{p['prefix']['max_abs_feature_difference']} of {p['prefix']['max_abs_feature']}).",
+        f"- model3 tail training: float32 {p['tail_model3']['float32']['train_images_per_s']} images/s, "
+        f"mixed_bfloat16 {p['tail_model3']['mixed_bfloat16']['train_images_per_s']} images/s.",
+        f"- model3 tail on one device {d['one_device']['train_images_per_s']} images/s, mirrored over two "
+        f"logical CPUs {d['mirrored_two_logical_cpus']['train_images_per_s']} images/s.",
+        "",
+    ]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

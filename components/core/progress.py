@@ -20,7 +20,7 @@ def _tag() -> str:
 
 
 class Progress:
-    """Prints `label: done/total (pct%) extra` at most every `every_seconds`, and always at the end."""
+    """Prints `label: done/total (pct%, rate/s, time left) extra` at most every `every_seconds`, and at the end."""
 
     def __init__(self, label: str, total: int, every_seconds: float = 2.0, stream=None):
         self.label = label
@@ -44,9 +44,10 @@ class Progress:
     def _print(self, extra: str) -> None:
         pct = 100.0 * self.done / self.total if self.total else 100.0
         rate = self.done / max(time.monotonic() - self._started, 1e-9)
+        left = f", {(self.total - self.done) / rate:.0f} s left" if 0 < self.done < self.total else ""
         tail = f" {extra}" if extra else ""
         print(
-            f"{_tag()}{self.label}: {self.done}/{self.total} ({pct:.0f}%, {rate:.0f}/s){tail}",
+            f"{_tag()}{self.label}: {self.done}/{self.total} ({pct:.0f}%, {rate:.0f}/s{left}){tail}",
             file=self.stream,
             flush=True,
         )
