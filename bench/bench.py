@@ -38,7 +38,7 @@ RESULTS_MD = ROOT / "bench" / "results.md"
 IMAGES = int(os.environ.get("BENCH_IMAGES", 21165))
 EPOCHS = int(os.environ.get("BENCH_EPOCHS", 20))
 STUDY_IMAGES = int(os.environ.get("BENCH_STUDY_IMAGES", 600))
-STUDY_EPOCHS = int(os.environ.get("BENCH_STUDY_EPOCHS", 2))
+STUDY_EPOCHS = int(os.environ.get("BENCH_STUDY_EPOCHS", 3))
 WORK = Path(os.environ.get("BENCH_DIR", ROOT / "runs" / "bench"))
 IMAGE_SIZE, BATCH_SIZE, DATA_SEED = 224, 16, 11
 VARIANTS = ("model3", "model2", "model1")  # longest first: two at a time, the makespan is shortest
@@ -116,7 +116,12 @@ def run(step: Step, sampler: Sampler) -> Step:
     env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="2")
     step.started = time.monotonic()
     process = subprocess.Popen(
-        step.command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        [str(part) for part in step.command],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     sampler.pids.add(process.pid)
     lines = []
@@ -158,10 +163,17 @@ def machine() -> dict:
     flags = next(
         (line.split(":", 1)[1].split() for line in cpuinfo.splitlines() if line.startswith("flags")), []
     )
-    import keras
-    import numpy
-    import tensorflow as tf
-
+    # Versions come from a child: importing TensorFlow here would put its memory into every step's
+    # measured peak (a forked child starts with its parent's resident pages).
+    probe = (
+        "import json, keras, numpy, tensorflow as tf; "
+        "print(json.dumps([tf.__version__, keras.__version__, numpy.__version__]))"
+    )
+    tf_version, keras_version, numpy_version = json.loads(
+        subprocess.run(
+            [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+        ).stdout.splitlines()[-1]
+    )
     meminfo = Path("/proc/meminfo").read_text()
     return {
         "cpu_model": model,
@@ -169,9 +181,9 @@ def machine() -> dict:
         "memory_gb": round(int(meminfo.split("MemTotal:")[1].split()[0]) / 1e6, 1),
         "cpu_flags": sorted(f for f in flags if f.startswith(("avx512_bf16", "amx", "avx512f", "avx2"))),
         "python": platform.python_version(),
-        "tensorflow": tf.__version__,
-        "keras": keras.__version__,
-        "numpy": numpy.__version__,
+        "tensorflow": tf_version,
+        "keras": keras_version,
+        "numpy": numpy_version,
         "platform": platform.platform(),
     }
 
@@ -345,7 +357,7 @@ def study_method(study: dict[str, Step], split_summary: dict, epochs: int) -> di
     out = {}
     for variant, step in study.items():
         m = last_json(step.output)
-        steady = m["epoch_seconds"][-1]  # the first epoch also traces the graph
+        steady = sum(m["epoch_seconds"][1:]) / len(m["epoch_seconds"][1:])  # the first epoch also traces
         per_val_image = m["val_seconds"] / m["n_val"]
         per_train_image = (steady - m["val_seconds"]) / m["n_train"]
         out[variant] = (
@@ -431,7 +443,7 @@ def markdown(r: dict) -> str:
     lines += [
         "",
         f"The study's method, measured on a {r['settings']['study_subset_images']}-image stratified subset "
-        f"({r['settings']['study_subset_epochs']} epochs; the last epoch timed) and extrapolated per "
+        f"({r['settings']['study_subset_epochs']} epochs; the first, which traces the graph, left out) and extrapolated per "
         "image-epoch to the full split:",
         "",
         "| variant | s / training image | s / validation image | extrapolated to the full protocol | CPU s "

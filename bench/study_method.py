@@ -4,7 +4,7 @@ PNG files read and decoded by tf.data every epoch, the full MobileNetV2 forward 
 what trains) every step, batch 16, validation every epoch, on a stratified subset of a Kaggle-layout
 folder split 70/30. Same model, optimiser and weights as `cxr train`. Not part of the product.
 
-    python bench/study_method.py DATA_DIR --variant model2 --images 600 --epochs 2 --weights FILE
+    python bench/study_method.py DATA_DIR --variant model2 --images 600 --epochs 3 --weights FILE
 
 Prints one JSON object: the subset's sizes, seconds per epoch (validation included), the seconds of
 one validation pass alone, and CPU seconds.
@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("data_dir", type=Path)
     parser.add_argument("--variant", required=True)
     parser.add_argument("--images", type=int, default=600)
-    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--weights", required=True)
@@ -108,9 +108,11 @@ def main(argv: list[str] | None = None) -> int:
         verbose=0,
         callbacks=[times],
     )
-    started = time.perf_counter()
-    model.evaluate(batches(val_paths, val_labels, False), verbose=0)
-    val_seconds = time.perf_counter() - started
+    val_seconds = []
+    for _ in range(2):  # the second pass: the first also builds the evaluation graph
+        started = time.perf_counter()
+        model.evaluate(batches(val_paths, val_labels, False), verbose=0)
+        val_seconds.append(time.perf_counter() - started)
     print(
         json.dumps(
             {
@@ -118,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
                 "n_train": len(train_paths),
                 "n_val": len(val_paths),
                 "epoch_seconds": [round(s, 3) for s in times.seconds],
-                "val_seconds": round(val_seconds, 3),
+                "val_seconds": round(val_seconds[-1], 3),
                 "cpu_seconds": round(time.process_time() - cpu, 1),
             }
         )

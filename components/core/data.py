@@ -109,9 +109,11 @@ def predict_probabilities(model, dataset: Dataset, rows: np.ndarray, batch_size:
     """Softmax probabilities (len(rows), classes) of `model` on the given pixel rows, with progress."""
     image_size = int(model.input_shape[1])
     progress = Progress("predict", len(rows))
+    # A compiled call: eager calls of MobileNetV2 at 224 px held several GB of intermediate tensors.
+    forward = tf.function(lambda images: model(images, training=False), reduce_retracing=True)
     parts = []
     for images in eval_batches(dataset, rows, image_size=image_size, batch_size=batch_size):
-        parts.append(model(images, training=False).numpy())
+        parts.append(forward(images).numpy())
         progress.advance(len(parts[-1]))
     if not parts:
         return np.zeros((0, int(model.output_shape[-1])), dtype=np.float32)

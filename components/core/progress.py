@@ -20,7 +20,7 @@ def _tag() -> str:
 
 
 class Progress:
-    """Prints `label: done/total (pct%, rate/s, time left) extra` at most every `every_seconds`, and at the end."""
+    """Prints `label: done/total (pct%, rate/s, time left) extra` every `every_seconds` and at the end."""
 
     def __init__(self, label: str, total: int, every_seconds: float = 2.0, stream=None):
         self.label = label
