@@ -443,8 +443,8 @@ def markdown(r: dict) -> str:
     lines += [
         "",
         f"The study's method, measured on a {r['settings']['study_subset_images']}-image stratified subset "
-        f"({r['settings']['study_subset_epochs']} epochs; the first, which traces the graph, left out) and extrapolated per "
-        "image-epoch to the full split:",
+        f"({r['settings']['study_subset_epochs']} epochs; the first, which traces the graph, left out) and "
+        "extrapolated per image-epoch to the full split:",
         "",
         "| variant | s / training image | s / validation image | extrapolated to the full protocol | CPU s "
         "(subset) | load avg |",
