@@ -8,14 +8,19 @@ metrics.json and dataset.json computed from it.
 
 from pathlib import Path
 
-from components.artifacts.dataset import dataset_object, open_dataset
-from components.artifacts.evaluation import VariantEntry, write_evaluation
+import numpy as np
+
+from components.artifacts.dataset import Dataset, dataset_object, open_dataset
+from components.artifacts.evaluation import GradCam, VariantEntry, write_evaluation
 from components.artifacts.features import open_features
 from components.artifacts.model import ModelFolder, read_model_folder
 from components.artifacts.split import Split, read_split
 from components.core.classes import CLASS_NAMES
 from components.core.errors import CxrError
 from components.core.progress import log
+
+GRADCAM_SEED = 7
+GRADCAM_DISPLAY_SIZE = 128
 
 
 def evaluate(
@@ -80,16 +85,19 @@ def evaluate(
         from components.core.data import predict_probabilities
 
         probabilities = predict_probabilities(model, dataset, rows, batch_size=batch_size)
+    y_true = dataset.labels_for(rows)
     entry = write_evaluation(
         Path(out_dir),
         ids=ids,
-        y_true=dataset.labels_for(rows),
+        y_true=y_true,
         probabilities=probabilities,
         train=model_folder.record,
         history=model_folder.history,
         eval_side=eval_side,
         split_fingerprint=split.fingerprint,
         dataset=dataset_object(dataset.summary),
+        split=split.summary,
+        gradcam=_grad_cam_examples(model, dataset, rows, ids, y_true, probabilities),
     )
     log(
         f"evaluate: {entry['variant']} accuracy {entry['accuracy']:.4f}, macro-F1 {entry['macro_f1']:.4f} "
@@ -133,3 +141,29 @@ def _load_model(model_folder: ModelFolder):
     if output_shape[-1] != len(CLASS_NAMES):
         raise CxrError(f"{path} outputs {output_shape[-1]} classes; expected {len(CLASS_NAMES)}")
     return model
+
+
+def _grad_cam_examples(model, dataset: Dataset, rows, ids, y_true, probabilities) -> GradCam:
+    """Grad-CAM of a seeded choice of evaluated images (one right and one wrong per class)."""
+    from components.core.data import resize_pixels
+    from components.core.gradcam import model_grad_cam, pick_examples
+
+    y_pred = probabilities.argmax(axis=1)
+    chosen = pick_examples(y_true, y_pred, len(CLASS_NAMES), GRADCAM_SEED)
+    if "backbone" not in {layer.name for layer in model.layers}:
+        log("evaluate: no Grad-CAM: the model has no MobileNetV2 backbone to look into")
+        chosen = chosen[:0]
+    stored = (
+        np.stack([dataset.pixels[rows[i]] for i in chosen]) if len(chosen) else np.zeros((0, 8, 8), np.uint8)
+    )
+    pixels = resize_pixels(stored, int(model.input_shape[1]))
+    heatmaps = model_grad_cam(model, pixels, y_pred[chosen]) if len(chosen) else np.zeros((0, 1, 1))
+    display = resize_pixels(stored, GRADCAM_DISPLAY_SIZE).numpy()[..., 0].round().astype(np.uint8)
+    return GradCam(
+        [ids[i] for i in chosen],
+        y_true[chosen],
+        y_pred[chosen],
+        probabilities[chosen, y_pred[chosen]].astype(np.float32),
+        display,
+        heatmaps.astype(np.float32),
+    )

@@ -39,11 +39,19 @@ import pandas as pd
 
 from components.artifacts.dataset import INDEX_COLUMNS, PIXELS_FILE, DatasetSummary, publish_dataset
 from components.core import images
+from components.core.checks import MAX_STORED_SIZE, check_whole_number
 from components.core.classes import CLASS_NAMES, class_for_folder, class_index
+from components.core.duplicates import (
+    NEAR_DUPLICATE_DISTANCE,
+    group_ids,
+    near_duplicate_groups,
+    perceptual_hash,
+)
 from components.core.errors import CxrError
 from components.core.images import ImageSkip
 from components.core.progress import Progress, log
 from components.core.sources import Source, open_source
+from components.demo.kaggle_layout import README_MARKER, README_NAME
 
 # A file (or zip member, by its uncompressed size) over this is refused unread: the zip-bomb guard.
 MAX_FILE_BYTES = 512 * 1024 * 1024
@@ -97,7 +105,9 @@ def ingest(
     out_dir = Path(out_dir)
     with contextlib.ExitStack() as stack:
         src = stack.enter_context(open_source(source_text, workers, exclude=out_dir))
-        candidates, skipped, ignored = _classify(src.entries(), max_file_bytes)
+        entries = src.entries()
+        candidates, skipped, ignored = _classify(entries, max_file_bytes)
+        synthetic = _is_synthetic(src, entries, candidates)
         src.prepare([c.rel for c in candidates], workers)
         candidates = _read_headers(src, candidates, skipped, max_pixels, workers)
         size = stored_size or _most_common_side(candidates)
@@ -111,15 +121,15 @@ def ingest(
             f"{EXPECTED_LAYOUT} (ignored: {_ignored_text(ignored)}; skipped: {len(skipped)})"
         )
     index = _index(records)
-    summary = _summary(source_text, index, skipped, ignored, size)
+    summary = _summary(source_text, index, skipped, ignored, size, synthetic)
     _report(summary)
     publish_dataset(out_dir, index, summary, out_dir / (PIXELS_FILE + _PARTIAL))
     return summary
 
 
 def _check_parameters(stored_size, max_pixels, workers, max_file_bytes) -> None:
-    if stored_size is not None and (not isinstance(stored_size, int) or stored_size < 1):
-        raise CxrError(f"--stored-size {stored_size}: must be a positive number of pixels (e.g. 299)")
+    if stored_size is not None:
+        check_whole_number(stored_size, "--stored-size", 1, MAX_STORED_SIZE, "299")
     if max_pixels < 1:
         raise CxrError(f"--max-pixels {max_pixels}: must be positive (default 50000000)")
     if workers < 1:
@@ -184,6 +194,17 @@ def _classify(
             "point --source at one dataset folder"
         )
     return candidates, skipped, ignored
+
+
+def _is_synthetic(src: Source, entries: list[tuple[str, int]], candidates: list[_Candidate]) -> bool:
+    """True for a demo dataset: its readme (beside the class folders) says it is synthetic."""
+    if not candidates:
+        return False
+    root = candidates[0].rel[: -len(candidates[0].id)]
+    readme = f"{root}{README_NAME}"
+    if not any(rel == readme and size < 1 << 16 for rel, size in entries):
+        return False
+    return src.read(readme).decode("utf-8", errors="replace").startswith(README_MARKER)
 
 
 def _skip(path: str, reason: str, detail: str) -> dict:
@@ -268,6 +289,7 @@ def _decode_all(
             "class_name": c.class_name,
             "sha256": hashlib.sha256(data).hexdigest(),
             "pixel_sha256": images.pixel_sha256(decoded.pixels),
+            "phash": perceptual_hash(decoded.pixels),
             "source_path": src.location(c.rel),
             "width": header.width,
             "height": header.height,
@@ -321,11 +343,10 @@ def _prepare_out_dir(out_dir: Path) -> Path:
 
 def _index(records: list[dict]) -> pd.DataFrame:
     index = pd.DataFrame(records).drop(columns="row").reset_index(drop=True)
-    groups = index.groupby("pixel_sha256", sort=False)["id"].transform("size")
-    shared = index["pixel_sha256"].where(groups > 1)
-    # Group ids in order of each group's first row, so they are deterministic.
-    order = {h: g for g, h in enumerate(dict.fromkeys(shared.dropna()))}
-    index["duplicate_group"] = [order.get(h, -1) if isinstance(h, str) else -1 for h in shared]
+    index["duplicate_group"] = group_ids(index["pixel_sha256"].tolist())
+    index["near_duplicate_group"] = near_duplicate_groups(
+        index["phash"].tolist(), index["duplicate_group"].to_numpy()
+    )
     return index[list(INDEX_COLUMNS)]
 
 
@@ -338,11 +359,21 @@ def fingerprint(pairs: list[tuple[str, str]]) -> str:
 
 
 def _summary(
-    source: str, index: pd.DataFrame, skipped: list[dict], ignored: Counter, size: int
+    source: str, index: pd.DataFrame, skipped: list[dict], ignored: Counter, size: int, synthetic: bool
 ) -> DatasetSummary:
     dup = index[index["duplicate_group"] >= 0]
     groups = [list(ids) for _, ids in dup.groupby("duplicate_group")["id"]]
-    cross = int((dup.groupby("duplicate_group")["class_name"].nunique() > 1).sum())
+    cross = [
+        {"ids": list(g["id"]), "classes": list(g["class_name"])}
+        for _, g in dup.groupby("duplicate_group")
+        if g["class_name"].nunique() > 1
+    ]
+    near = index[index["near_duplicate_group"] >= 0]
+    near_groups = [
+        list(g["id"])
+        for _, g in near.groupby("near_duplicate_group")
+        if g["duplicate_group"].nunique() > 1 or (g["duplicate_group"] < 0).any()
+    ]
     counts = index["class_name"].value_counts()
     resized = int(((index["width"] != size) | (index["height"] != size)).sum())
     return {
@@ -350,8 +381,13 @@ def _summary(
         "per_class": {c: int(counts.get(c, 0)) for c in CLASS_NAMES},
         "skipped": sorted(skipped, key=lambda s: s["path"]),
         "duplicate_groups": len(groups),
-        "cross_class_duplicate_groups": cross,
+        "cross_class_duplicate_groups": len(cross),
+        "cross_class_duplicates": cross,
         "duplicates": groups,
+        "near_duplicate_groups": len(near_groups),
+        "near_duplicates": near_groups,
+        "near_duplicate_distance": NEAR_DUPLICATE_DISTANCE,
+        "synthetic": synthetic,
         "stored_size": size,
         "resized": resized,
         "color_modes": dict(sorted(Counter(index["mode"]).items())),
@@ -391,7 +427,9 @@ def _report(summary: dict) -> None:
     )
     log(
         f"duplicate groups: {summary['duplicate_groups']} "
-        f"({summary['cross_class_duplicate_groups']} across classes); "
-        f"ignored: {_ignored_text(Counter(summary['ignored']))}"
+        f"({summary['cross_class_duplicate_groups']} across classes), near-duplicate groups: "
+        f"{summary['near_duplicate_groups']}; ignored: {_ignored_text(Counter(summary['ignored']))}"
     )
+    if summary["synthetic"]:
+        log("synthetic demo data (its readme says so): results will say nothing about chest X-rays")
     _report_skipped(summary["skipped"])

@@ -1,10 +1,11 @@
-"""Merges evaluation folders into the comparison of the variants: JSON, CSV, Markdown and HTML.
+"""Merges evaluation folders into the comparison of the variants: the verdict first, then the evidence.
 
 Consumes any number of evaluation folders (components/artifacts/evaluation.py). Every number comes
-from them; each is checked against itself and its predictions.csv on load, and all must describe the
-same dataset, split and evaluated side. Produces a report folder (components/artifacts/comparison.py):
-comparison.json (the contract), comparison.csv, and one report rendered as report.md and a
-self-contained report.html (components/core/render.py).
+from their predictions files: each folder is checked against its own on load, all must describe the
+same dataset, split and evaluated side, and the variants are compared on the same images
+(components/core/verdict.py). Produces a report folder (components/artifacts/comparison.py):
+comparison.json (the contract), comparison.csv, one report rendered as report.md and a self-contained
+report.html (components/core/render.py), and model_card.md.
 """
 
 import re
@@ -13,12 +14,17 @@ from pathlib import Path
 import pandas as pd
 
 from components.artifacts.comparison import SCHEMA_VERSION, Comparison, ReportFiles, write_comparison
-from components.artifacts.dataset import DatasetObject
-from components.artifacts.evaluation import VariantEntry, read_evaluation
+from components.artifacts.evaluation import Evaluation, VariantEntry, read_evaluation
 from components.core.classes import CLASS_NAMES
 from components.core.errors import CxrError
 from components.core.metrics import compute_metrics, labels_from_confusion_matrix
-from components.core.plots import confusion_matrix_svg, training_curves_svg
+from components.core.plots import (
+    confusion_matrix_svg,
+    gradcam_png,
+    reliability_svg,
+    roc_curves_svg,
+    training_curves_svg,
+)
 from components.core.progress import log
 from components.core.render import (
     BulletList,
@@ -32,8 +38,9 @@ from components.core.render import (
     to_html,
     to_markdown,
 )
+from components.core.statistics import BOOTSTRAP_RESAMPLES, CALIBRATION_BINS, CONFIDENCE
+from components.core.verdict import SELECTION_METRIC, pairwise, verdict
 
-SELECTION_METRIC = "macro_f1"
 TITLE = "Chest X-ray transfer learning: variant comparison"
 CSV_COLUMNS = (
     "variant",
@@ -46,6 +53,28 @@ CSV_COLUMNS = (
     "accuracy",
     "macro_f1",
     "weighted_f1",
+)
+SYNTHETIC_WARNING = (
+    "Synthetic data: says nothing about chest X-rays. This run used {what}; its numbers test "
+    "the plumbing, not which layers are worth fine-tuning on real images."
+)
+INTENDED_USE = (
+    "Research and teaching: comparing transfer-learning variants on a public dataset. Not a "
+    "medical device and not for diagnosis, triage or any clinical decision."
+)
+HAZARDS = (
+    "All Viral Pneumonia images are paediatric: the class is confounded with the patients' age and the "
+    "source, so a model may learn the child's chest, not the pneumonia.",
+    "Source and class are confounded throughout: the COVID images are pooled from several public sources, "
+    "the other classes from others, so scanners, hospitals and processing can tell the classes apart.",
+    "There are no patient ids: one patient's images can sit on both sides of a split.",
+    "Duplicates: identical and near-identical images exist, across classes too; they are kept on one side "
+    "(and identical images with two labels are left out), but only copies this run detects.",
+)
+NOT_EVALUATED = (
+    "external data from other hospitals, scanners or populations",
+    "a clinical setting, prevalence or workflow",
+    "subgroups (age, sex, device), and calibration on shifted data",
 )
 
 # The study's published confusion matrices (../shared/seed/lab4-report.txt): rows = true class,
@@ -70,11 +99,11 @@ STUDY_TEXT_NOTE = (
     "accuracies quoted in the study's prose (86.21 / 87.28 / 83.84 %) do not match them."
 )
 
-MAX_LISTED_SKIPPED = 200
+MAX_LISTED = 200
 
 
 def report(evaluation_dirs: list[Path], out_dir: Path) -> Comparison:
-    """Compares evaluated variants and writes comparison.json, comparison.csv, report.md and report.html.
+    """Compares evaluated variants and writes the report folder.
 
     Args:
         evaluation_dirs: evaluation folders (`cxr evaluate --out`), one per variant, all on one dataset.
@@ -86,52 +115,89 @@ def report(evaluation_dirs: list[Path], out_dir: Path) -> Comparison:
     evaluation_dirs = [Path(d) for d in evaluation_dirs]
     if not evaluation_dirs:
         raise CxrError("no evaluation folders given; pass --evaluation DIR once per evaluated variant")
-    entries, dataset = _load_evaluations(evaluation_dirs)
-    comparison = build_comparison(entries, dataset)
-    log(f"report: drawing figures for {len(entries)} variants")
-    document = report_document(comparison)
+    evaluations = _load_evaluations(evaluation_dirs)
+    comparison = build_comparison(evaluations)
+    log(f"report: drawing figures for {len(evaluations)} variants")
+    by_variant = {e.entry["variant"]: e for e in evaluations}
+    document = report_document(comparison, by_variant)
     files = ReportFiles(
         csv=comparison_table(comparison).to_csv(index=False),
         markdown=to_markdown(document),
         html=to_html(document),
+        model_card=to_markdown(model_card(comparison)),
     )
     write_comparison(Path(out_dir), comparison, files)
-    best = _entry(comparison, comparison["best_variant"])
-    log(
-        f"report: best variant {best['variant']} (macro-F1 {best['macro_f1']:.4f}) of "
-        f"{len(entries)} -> {out_dir}"
-    )
+    for line in console_summary(comparison):
+        log(f"report: {line}")
+    log(f"report: wrote {out_dir}")
     return comparison
 
 
-def build_comparison(entries: list[VariantEntry], dataset: DatasetObject) -> Comparison:
-    """The comparison.json object for checked variant entries and their shared dataset object.
+def build_comparison(evaluations: list[Evaluation]) -> Comparison:
+    """comparison.json for checked evaluations of one dataset, split and side.
 
-    Args:
-        entries: metrics.json entries (one per variant, distinct variant ids).
-        dataset: the `dataset` object they share.
-
-    Returns:
-        comparison.json, variants sorted by variant id; the best variant has the highest macro-F1,
-        ties going to fewer trainable parameters.
+    Variants are sorted by id; the verdict and the pairwise comparisons come from their predictions.
     """
-    variants = sorted(entries, key=lambda e: _natural_key(e["variant"]))
-    best = max(variants, key=lambda e: (e[SELECTION_METRIC], -e["trainable_params"]))
+    evaluations = sorted(evaluations, key=lambda e: _natural_key(e.entry["variant"]))
+    entries = [e.entry for e in evaluations]
+    predictions = {e.entry["variant"]: e.predictions() for e in evaluations}
+    first = next(iter(predictions.values()))
+    for variant, p in predictions.items():
+        if p.ids != first.ids:
+            raise CxrError(
+                f"the predictions of {variant} are not of the same images as the others'; evaluate "
+                "every variant with the same --dataset and --split"
+            )
+    pairs = pairwise(
+        [e["variant"] for e in entries],
+        first.y_true,
+        {v: p.y_pred for v, p in predictions.items()},
+        len(CLASS_NAMES),
+    )
+    ruling = verdict(entries, pairs)
+    dataset, split = evaluations[0].dataset, evaluations[0].split
     return {
         "schema_version": SCHEMA_VERSION,
         "class_names": list(CLASS_NAMES),
         "selection_metric": SELECTION_METRIC,
-        "best_variant": best["variant"],
+        "best_variant": ruling["best_variant"],
         "dataset": dataset,
-        "variants": variants,
+        "variants": entries,
+        "verdict": ruling,
+        "comparisons": pairs,
+        "protocol": _protocol(entries, dataset),
+        "split": {
+            key: split[key]
+            for key in (
+                "val_fraction",
+                "test_fraction",
+                "seed",
+                "counts",
+                "per_class",
+                "groups_across_sides",
+                "cross_class_duplicates",
+                "excluded",
+            )
+            if key in split
+        },
+        "statistics": {
+            "bootstrap_resamples": BOOTSTRAP_RESAMPLES,
+            "confidence": CONFIDENCE,
+            "calibration_bins": CALIBRATION_BINS,
+            "proportions": "Wilson score intervals",
+            "pairs": "McNemar's exact test and paired bootstrap intervals, uncorrected",
+        },
     }
 
 
 def comparison_table(comparison: Comparison) -> pd.DataFrame:
-    """One row per variant: the scalar columns of CSV_COLUMNS, then recall_<class> and specificity_<class>."""
+    """One row per variant: the scalar columns of CSV_COLUMNS, intervals, per-class recall and specificity."""
     rows = []
     for entry in comparison["variants"]:
         row = {key: entry[key] for key in CSV_COLUMNS}
+        intervals = entry["statistics"]["intervals"]
+        for key in ("accuracy", "macro_f1"):
+            row[f"{key}_ci_low"], row[f"{key}_ci_high"] = intervals[key] or (None, None)
         for name in CLASS_NAMES:
             row[f"recall_{name}"] = entry["per_class"][name]["recall"]
             row[f"specificity_{name}"] = entry["per_class"][name]["specificity"]
@@ -148,11 +214,25 @@ def study_reference() -> list[dict]:
     return reference
 
 
+def console_summary(comparison: Comparison) -> list[str]:
+    """The verdict and the variant table with intervals, as console lines."""
+    lines = [f"verdict: {comparison['verdict']['headline']}", *comparison["verdict"]["comparisons"]]
+    lines.append(f"{'variant':8s} {'accuracy [95 % CI]':26s} {'macro-F1 [95 % CI]':26s} COVID sensitivity")
+    for e in comparison["variants"]:
+        intervals = e["statistics"]["intervals"]
+        covid = e["statistics"]["COVID_vs_rest"]["sensitivity"]
+        lines.append(
+            f"{e['variant']:8s} {_ci(e['accuracy'], intervals['accuracy']):26s} "
+            f"{_ci(e['macro_f1'], intervals['macro_f1']):26s} {_ci(covid['value'], covid['interval'])}"
+        )
+    return lines
+
+
 # ---------------------------------------------------------------------------------------------
 # Loading and checking evaluation folders
 
 
-def _load_evaluations(evaluation_dirs: list[Path]) -> tuple[list[VariantEntry], DatasetObject]:
+def _load_evaluations(evaluation_dirs: list[Path]) -> list[Evaluation]:
     evaluations = [read_evaluation(folder) for folder in evaluation_dirs]
     first = evaluations[0]
     folder_of: dict[str, Path] = {}
@@ -176,35 +256,101 @@ def _load_evaluations(evaluation_dirs: list[Path]) -> tuple[list[VariantEntry], 
                     f"{first.path / 'metrics.json'} ({first.entry.get(key)!r}): compare variants "
                     "on one split and one side; evaluate them all with the same --split"
                 )
-    return [e.entry for e in evaluations], first.dataset
+    return evaluations
 
 
 def _natural_key(variant: str) -> list:
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", variant)]
 
 
-def _entry(comparison: Comparison, variant: str) -> VariantEntry:
-    return next(e for e in comparison["variants"] if e["variant"] == variant)
+def _protocol(entries: list[VariantEntry], dataset: dict) -> dict:
+    """What the evaluation can and cannot tell: the side scored, synthetic inputs, departures."""
+    side = entries[0]["eval_side"]
+    demo_weights = sorted(e["variant"] for e in entries if e.get("demo_weights"))
+    if side == "val":
+        side_note = (
+            "Evaluated on the validation side, the 70/30 default: the same images also chose the best "
+            "variant here, so the winner's figures lean optimistic; the study's reference row comes from "
+            "a separate 10 % test split, so the two are not the same protocol (`--preset study-80-10-10` "
+            "gives a test side nothing else looks at)."
+        )
+    else:
+        side_note = (
+            "Evaluated on the test side, which neither training nor the choice of the best variant saw."
+        )
+    first = entries[0]
+    return {
+        "eval_side": side,
+        "eval_side_note": side_note,
+        "synthetic_data": bool(dataset.get("synthetic")),
+        "demo_weights": demo_weights,
+        "head_units": first.get("head_units"),
+        "dropout": first.get("dropout"),
+        "resize": first.get("resize"),
+        "departures_from_study": first.get("departures_from_study", {}),
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Formatting
+
+
+def _f(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
+def _int(value: int) -> str:
+    return f"{value:,}"
+
+
+def _ci(value: float | None, interval: list[float] | None) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:.4f} [{interval[0]:.3f}, {interval[1]:.3f}]" if interval else f"{value:.4f}"
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+
+
+def _caption(entry: VariantEntry) -> str:
+    return f"{entry['variant']}: {entry['title']}"
+
+
+def _synthetic_inputs(comparison: Comparison) -> str:
+    protocol = comparison["protocol"]
+    parts = (["synthetic demo images"] if protocol["synthetic_data"] else []) + (
+        [f"the offline demo backbone ({', '.join(protocol['demo_weights'])})"]
+        if protocol["demo_weights"]
+        else []
+    )
+    return " and ".join(parts)
 
 
 # ---------------------------------------------------------------------------------------------
 # The report document (rendered as report.md and report.html)
 
 
-def report_document(comparison: Comparison) -> Document:
-    """The report: the verdict, then the tables, per-variant figures, dataset and the study's reference."""
-    variants = comparison["variants"]
-    best = comparison["best_variant"]
+def report_document(comparison: Comparison, evaluations: dict[str, Evaluation]) -> Document:
+    """The report: the verdict first (best variant, by how much, how sure), then the evidence."""
+    variants, ruling = comparison["variants"], comparison["verdict"]
+    best = ruling["best_variant"]
     best_rows = frozenset(i for i, e in enumerate(variants) if e["variant"] == best)
-    lead = (
-        Paragraph(
-            (
-                f"Best variant by {_metric_name(comparison['selection_metric'])}: ",
-                Strong(_best_sentence(_entry(comparison, best))),
-                ". Ties go to fewer trainable parameters.",
-            ),
-            style="callout",
-        ),
+    lead = []
+    synthetic = _synthetic_inputs(comparison)
+    if synthetic:
+        lead.append(Paragraph((Strong(SYNTHETIC_WARNING.format(what=synthetic)),), style="warning"))
+    lead += [
+        Paragraph((Strong("Verdict: "), ruling["headline"]), style="callout"),
+        BulletList(tuple((sentence,) for sentence in ruling["comparisons"])),
+        Paragraph((comparison["protocol"]["eval_side_note"],), style="muted"),
+    ]
+    level = round(CONFIDENCE * 100)
+    method = (
+        f"Intervals: {level} % stratified bootstrap over the evaluated images ({BOOTSTRAP_RESAMPLES:,} "
+        "resamples, seeded); proportions of the COVID-vs-rest table: Wilson; pairs of variants: McNemar's "
+        "exact test and paired bootstrap, uncorrected for multiple comparisons. n/a: undefined (no images "
+        "of the class, no negatives, or never predicted)."
     )
     sections = (
         Section(
@@ -212,12 +358,12 @@ def report_document(comparison: Comparison) -> Document:
             "Variants",
             (
                 Table(*_variant_rows(variants), text_columns=2, highlight=best_rows, badge="best"),
-                Paragraph(("Trainable layers:",), style="muted"),
+                Paragraph((method,), style="muted"),
                 BulletList(
                     tuple(
                         (
                             Strong(e["variant"]),
-                            f": {', '.join(e['trainable_layers'])} (weights: {e['weights']})",
+                            f": trains {', '.join(e['trainable_layers'])} (weights: {e['weights']})",
                         )
                         for e in variants
                     ),
@@ -225,7 +371,58 @@ def report_document(comparison: Comparison) -> Document:
                 ),
             ),
         ),
+        Section("pairs", "Variants compared on the same images", (_pairs_table(comparison["comparisons"]),)),
+        Section("covid", "COVID against the rest", (_covid_table(variants),)),
         Section("per-class", "Per-class metrics", (_per_class_table(variants, best),)),
+        Section(
+            "roc",
+            "ROC curves (one class against the rest)",
+            (
+                Figures(
+                    tuple(
+                        Figure(
+                            roc_curves_svg(e["statistics"]["roc"], _caption(e), salt=f"roc-{e['variant']}"),
+                            _caption(e),
+                            "roc-curves",
+                            {"variant": e["variant"]},
+                        )
+                        for e in variants
+                    ),
+                    markdown_note="The ROC curves are figures in report.html (AUCs: per-class table).",
+                ),
+            ),
+        ),
+        Section(
+            "calibration",
+            "Calibration",
+            (
+                Table(
+                    ("variant", f"ECE ({CALIBRATION_BINS} bins)", "Brier score"),
+                    tuple(
+                        (
+                            e["variant"],
+                            f"{e['statistics']['calibration']['ece']:.4f}",
+                            f"{e['statistics']['calibration']['brier']:.4f}",
+                        )
+                        for e in variants
+                    ),
+                ),
+                Figures(
+                    tuple(
+                        Figure(
+                            reliability_svg(
+                                e["statistics"]["calibration"], _caption(e), salt=f"rel-{e['variant']}"
+                            ),
+                            _caption(e),
+                            "reliability",
+                            {"variant": e["variant"]},
+                        )
+                        for e in variants
+                    ),
+                    markdown_note="The reliability diagrams are figures in report.html.",
+                ),
+            ),
+        ),
         Section(
             "confusion",
             "Confusion matrices",
@@ -233,8 +430,8 @@ def report_document(comparison: Comparison) -> Document:
                 Paragraph(
                     (
                         "Rows are the true class, columns the predicted class; each cell shows the count "
-                        "and, as number and shade, its share of the true class (the diagonal is the "
-                        "recall).",
+                        "and, as "
+                        "number and shade, its share of the true class (the diagonal is the recall).",
                     ),
                     style="muted",
                 ),
@@ -262,7 +459,27 @@ def report_document(comparison: Comparison) -> Document:
                 ),
             ),
         ),
-        _dataset_section(comparison["dataset"]),
+        Section(
+            "gradcam",
+            "Where each model looks (Grad-CAM)",
+            (
+                Paragraph(
+                    (
+                        "Grad-CAM heat maps of the predicted class over the last convolutional activation "
+                        "(out_relu), for a seeded choice of evaluated images: per class one predicted "
+                        "right (✓) "
+                        "and one wrong (✗) where there is one. Caption: true → predicted (probability).",
+                    ),
+                    style="muted",
+                ),
+                Figures(
+                    tuple(_gradcam_figure(evaluations[e["variant"]], e) for e in variants),
+                    markdown_note="The Grad-CAM panels are pictures in report.html.",
+                ),
+            ),
+        ),
+        _audit_section(comparison),
+        _protocol_section(comparison),
         Section(
             "reference",
             "Published reference: the Lab 4 study (not this run)",
@@ -277,39 +494,13 @@ def report_document(comparison: Comparison) -> Document:
         Paragraph(
             (
                 "Every number outside the study reference is computed from each variant's saved "
-                f"predictions.csv (selection metric: {comparison['selection_metric']}).",
+                "predictions.csv; the model card (model_card.md) sums up what this run can and cannot "
+                "tell.",
             ),
             style="muted",
         ),
     )
-    return Document(TITLE, lead, sections, footer)
-
-
-def _f(value: float) -> str:
-    return f"{value:.4f}"
-
-
-def _int(value: int) -> str:
-    return f"{value:,}"
-
-
-def _duration(seconds: float) -> str:
-    return f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
-
-
-def _metric_name(metric: str) -> str:
-    return {"macro_f1": "macro-F1", "weighted_f1": "weighted-F1"}.get(metric, metric)
-
-
-def _caption(entry: VariantEntry) -> str:
-    return f"{entry['variant']}: {entry['title']}"
-
-
-def _best_sentence(best: VariantEntry) -> str:
-    return (
-        f"{best['variant']} ({best['title']}): macro-F1 {_f(best['macro_f1'])}, "
-        f"accuracy {_f(best['accuracy'])}, {_int(best['trainable_params'])} trainable parameters"
-    )
+    return Document(TITLE, tuple(lead), sections, footer)
 
 
 def _variant_rows(variants: list[VariantEntry]) -> tuple[tuple[str, ...], tuple[tuple[str, ...], ...]]:
@@ -317,46 +508,108 @@ def _variant_rows(variants: list[VariantEntry]) -> tuple[tuple[str, ...], tuple[
         "variant",
         "title",
         "trainable params",
-        "total params",
-        "epochs",
         "train time",
         "eval images",
-        "accuracy",
-        "macro-F1",
+        "accuracy [95 % CI]",
+        "macro-F1 [95 % CI]",
         "weighted-F1",
+        "COVID sensitivity [95 % CI]",
+    )
+    rows = []
+    for e in variants:
+        intervals, covid = e["statistics"]["intervals"], e["statistics"]["COVID_vs_rest"]["sensitivity"]
+        rows.append(
+            (
+                e["variant"],
+                e["title"],
+                _int(e["trainable_params"]),
+                _duration(e["train_seconds"]),
+                f"{_int(e['n_eval'])} ({e['eval_side']})",
+                _ci(e["accuracy"], intervals["accuracy"]),
+                _ci(e["macro_f1"], intervals["macro_f1"]),
+                _f(e["weighted_f1"]),
+                _ci(covid["value"], covid["interval"]),
+            )
+        )
+    return header, tuple(rows)
+
+
+def _pairs_table(pairs: list[dict]) -> Table:
+    def diff(d: dict) -> str:
+        spread = f" [{d['interval'][0] * 100:+.1f}, {d['interval'][1] * 100:+.1f}]" if d["interval"] else ""
+        return f"{d['difference'] * 100:+.1f}{spread}"
+
+    header = (
+        "first",
+        "second",
+        "accuracy difference, points [95 % CI]",
+        "macro-F1 difference, points [95 % CI]",
+        "images only the first gets right",
+        "only the second",
+        "McNemar exact p",
     )
     rows = tuple(
         (
-            e["variant"],
-            e["title"],
-            _int(e["trainable_params"]),
-            _int(e["total_params"]),
-            str(e["epochs"]),
-            _duration(e["train_seconds"]),
-            f"{_int(e['n_eval'])} ({e['eval_side']})",
-            _f(e["accuracy"]),
-            _f(e["macro_f1"]),
-            _f(e["weighted_f1"]),
+            p["first"],
+            p["second"],
+            diff(p["accuracy"]),
+            diff(p["macro_f1"]),
+            _int(p["mcnemar"]["only_first_right"]),
+            _int(p["mcnemar"]["only_second_right"]),
+            f"{p['mcnemar']['p_value']:.4f}",
         )
-        for e in variants
+        for p in pairs
     )
-    return header, rows
+    return Table(header, rows, text_columns=2)
+
+
+def _covid_table(variants: list[VariantEntry]) -> Table:
+    header = (
+        "variant",
+        "sensitivity [95 % CI]",
+        "specificity [95 % CI]",
+        "PPV [95 % CI]",
+        "NPV [95 % CI]",
+        "TP / FN / TN / FP",
+    )
+    rows = []
+    for e in variants:
+        t = e["statistics"]["COVID_vs_rest"]
+        rows.append(
+            (
+                e["variant"],
+                *(_ci(t[k]["value"], t[k]["interval"]) for k in ("sensitivity", "specificity", "ppv", "npv")),
+                f"{t['tp']} / {t['fn']} / {t['tn']} / {t['fp']}",
+            )
+        )
+    return Table(header, tuple(rows))
 
 
 def _per_class_table(variants: list[VariantEntry], best: str) -> Table:
-    header = ("variant", "class", "precision", "recall", "F1", "specificity", "support")
+    header = (
+        "variant",
+        "class",
+        "precision [95 % CI]",
+        "recall [95 % CI]",
+        "F1",
+        "specificity [95 % CI]",
+        "ROC-AUC [95 % CI]",
+        "support",
+    )
     rows = []
     for e in variants:
+        intervals, roc = e["statistics"]["intervals"]["per_class"], e["statistics"]["roc"]
         for name in CLASS_NAMES:
-            m = e["per_class"][name]
+            m, i = e["per_class"][name], intervals[name]
             rows.append(
                 (
                     e["variant"],
                     name,
-                    _f(m["precision"]),
-                    _f(m["recall"]),
+                    _ci(m["precision"], i["precision"]),
+                    _ci(m["recall"], i["recall"]),
                     _f(m["f1"]),
-                    _f(m["specificity"]),
+                    _ci(m["specificity"], i["specificity"]),
+                    _ci(roc[name]["auc"], roc[name]["interval"]),
                     _int(m["support"]),
                 )
             )
@@ -378,35 +631,96 @@ def _confusion_figure(entry: VariantEntry) -> Figure:
     return Figure(svg, _caption(entry), "confusion-matrix", {"variant": entry["variant"]}, fallback=table)
 
 
-def _dataset_section(dataset: DatasetObject) -> Section:
-    skipped = dataset["skipped"]
+def _gradcam_figure(evaluation: Evaluation, entry: VariantEntry) -> Figure:
+    cam = evaluation.gradcam()
+    captions = [
+        f"{'✓' if t == p else '✗'} {CLASS_NAMES[t]} → {CLASS_NAMES[p]} ({c:.2f})"
+        for t, p, c in zip(cam.y_true, cam.y_pred, cam.confidence, strict=True)
+    ]
+    png = gradcam_png(cam.images, cam.heatmaps, captions, _caption(entry)) if len(cam.ids) else b""
+    return Figure("", _caption(entry), "gradcam", {"variant": entry["variant"]}, png=png)
+
+
+def _audit_section(comparison: Comparison) -> Section:
+    dataset, split = comparison["dataset"], comparison["split"]
+    per_side = split.get("per_class", {})
+    sides = [s for s in ("train", "val", "test") if sum(per_side.get(s, {}).values())]
+    counts = Table(
+        ("class", "images", *sides),
+        tuple(
+            (name, _int(dataset["per_class"][name]), *(_int(per_side[s][name]) for s in sides))
+            for name in CLASS_NAMES
+        ),
+    )
+    across = split.get("groups_across_sides", {})
+    cross = dataset.get("cross_class_duplicates", [])
+    skipped, excluded = dataset["skipped"], split.get("excluded", [])
     blocks = [
         Paragraph(
             (
-                f"{_int(dataset['images'])} images, {_int(dataset['duplicate_groups'])} groups of identical "
-                f"images (kept on one side of every split), {_int(len(skipped))} files skipped.",
+                f"{_int(dataset['images'])} images; {_int(len(skipped))} files skipped; "
+                f"{_int(dataset['duplicate_groups'])} groups of identical images and "
+                f"{_int(dataset.get('near_duplicate_groups', 0))} groups of near-identical ones "
+                "(re-encoded or resized copies: pHash within "
+                f"{dataset.get('near_duplicate_distance', 'n/a')} "
+                "bits), each kept on "
+                f"one side of the split: groups found on two sides: {across.get('exact', 'n/a')} exact, "
+                f"{across.get('near', 'n/a')} near.",
             )
         ),
-        Table(("class", "images"), tuple((name, _int(n)) for name, n in dataset["per_class"].items())),
+        counts,
+        Paragraph(
+            (
+                f"Identical images under two labels: {_int(len(cross))} groups; policy "
+                f"'{split.get('cross_class_duplicates', 'n/a')}' ({_int(len(excluded))} images left out "
+                "of every "
+                "side).",
+            )
+        ),
     ]
+    if cross:
+        blocks.append(
+            Table(
+                ("images", "labels"),
+                tuple((", ".join(g["ids"]), ", ".join(g["classes"])) for g in cross[:MAX_LISTED]),
+                text_columns=2,
+            )
+        )
+    modes = dataset.get("color_modes", {})
+    if modes:
+        blocks.append(
+            Table(("colour mode as stored", "images"), tuple((m, _int(n)) for m, n in modes.items()))
+        )
     subsections = ()
     if skipped:
         listed = [
             Table(
                 ("path", "reason"),
-                tuple((s["path"], s["reason"]) for s in skipped[:MAX_LISTED_SKIPPED]),
+                tuple((s["path"], s["reason"]) for s in skipped[:MAX_LISTED]),
                 text_columns=2,
             )
         ]
-        if len(skipped) > MAX_LISTED_SKIPPED:
+        if len(skipped) > MAX_LISTED:
             listed.append(
                 Paragraph(
-                    (f"… and {_int(len(skipped) - MAX_LISTED_SKIPPED)} more (see comparison.json).",),
-                    style="muted",
+                    (f"… and {_int(len(skipped) - MAX_LISTED)} more (see comparison.json).",), style="muted"
                 )
             )
         subsections = (Section("skipped", "Skipped files", tuple(listed)),)
-    return Section("dataset", "Dataset", tuple(blocks), subsections=subsections)
+    return Section("dataset", "Data audit", tuple(blocks), subsections=subsections)
+
+
+def _protocol_section(comparison: Comparison) -> Section:
+    p = comparison["protocol"]
+    items = [
+        (Strong("Evaluated side: "), p["eval_side_note"]),
+        (Strong("Head: "), f"hidden layers {p['head_units']}, dropout {p['dropout']} after each."),
+        *((Strong(f"{key}: "), text) for key, text in p["departures_from_study"].items()),
+    ]
+    synthetic = _synthetic_inputs(comparison)
+    if synthetic:
+        items.append((Strong("Synthetic inputs: "), f"{synthetic}."))
+    return Section("protocol", "Protocol, and where it departs from the study", (BulletList(tuple(items)),))
 
 
 def _reference_rows() -> tuple[tuple[str, ...], tuple[tuple[str, ...], ...]]:
@@ -432,3 +746,86 @@ def _reference_rows() -> tuple[tuple[str, ...], tuple[tuple[str, ...], ...]]:
         for r in study_reference()
     )
     return header, rows
+
+
+# ---------------------------------------------------------------------------------------------
+# The model card
+
+
+def model_card(comparison: Comparison) -> Document:
+    """model_card.md: what was trained on what, for what use, how well, and what was not evaluated."""
+    dataset, protocol, ruling = comparison["dataset"], comparison["protocol"], comparison["verdict"]
+    variants = comparison["variants"]
+    synthetic = _synthetic_inputs(comparison)
+    lead = (
+        [Paragraph((Strong(SYNTHETIC_WARNING.format(what=synthetic)),), style="warning")] if synthetic else []
+    )
+    data = (
+        f"{_int(dataset['images'])} images "
+        f"({', '.join(f'{k} {_int(v)}' for k, v in dataset['per_class'].items())})"
+        f" in the layout of the Kaggle COVID-19 Radiography Database"
+        + (" — synthetic phantoms made by `cxr demo-data`" if protocol["synthetic_data"] else "")
+        + f"; {_int(len(dataset['skipped']))} files skipped, {_int(dataset['duplicate_groups'])} groups of "
+        f"identical and {_int(dataset.get('near_duplicate_groups', 0))} of near-identical images kept on "
+        "one side."
+    )
+    metrics = tuple(
+        (
+            e["variant"],
+            e["title"],
+            _ci(e["accuracy"], e["statistics"]["intervals"]["accuracy"]),
+            _ci(e["macro_f1"], e["statistics"]["intervals"]["macro_f1"]),
+            _ci(
+                e["statistics"]["COVID_vs_rest"]["sensitivity"]["value"],
+                e["statistics"]["COVID_vs_rest"]["sensitivity"]["interval"],
+            ),
+            f"{e['statistics']['calibration']['ece']:.3f}",
+        )
+        for e in variants
+    )
+    first = variants[0]
+    sections = (
+        Section(
+            "model",
+            "Model",
+            (
+                BulletList(
+                    (
+                        (
+                            "MobileNetV2 (weights: ",
+                            first["weights"],
+                            ") with a head of ",
+                            str(protocol["head_units"]),
+                            f" units and dropout {protocol['dropout']}; fine-tuned three ways: "
+                            + "; ".join(
+                                f"{e['variant']} trains {', '.join(e['trainable_layers'])}" for e in variants
+                            )
+                            + ".",
+                        ),
+                        (
+                            f"{first['epochs']} epochs, batch {first.get('batch_size', 'n/a')}, "
+                            f"Adam at {first.get('learning_rate', 'n/a')}, "
+                            f"{first.get('image_size', 'n/a')} px input, seed {first.get('seed', 'n/a')}.",
+                        ),
+                    )
+                ),
+            ),
+        ),
+        Section("use", "Intended use", (Paragraph((INTENDED_USE,)),)),
+        Section("data", "Data", (Paragraph((data,)), Paragraph((protocol["eval_side_note"],)))),
+        Section(
+            "metrics",
+            "Metrics (95 % intervals)",
+            (
+                Table(
+                    ("variant", "title", "accuracy", "macro-F1", "COVID sensitivity", "ECE"),
+                    metrics,
+                    text_columns=2,
+                ),
+                Paragraph((Strong("Verdict: "), ruling["headline"])),
+            ),
+        ),
+        Section("hazards", "Known hazards of this dataset", (BulletList(tuple((h,) for h in HAZARDS)),)),
+        Section("not-evaluated", "Not evaluated", (BulletList(tuple((n,) for n in NOT_EVALUATED)),)),
+    )
+    return Document("Model card: MobileNetV2 transfer learning on chest X-rays", tuple(lead), sections)

@@ -20,7 +20,7 @@ from components.artifacts.features import DEFAULT_DTYPE, open_features
 from components.artifacts.model import TrainRecord, write_model_folder
 from components.artifacts.split import read_split
 from components.core import data, study
-from components.core.checks import check_training_settings
+from components.core.checks import check_head, check_learning_rate, check_seed, check_training_settings
 from components.core.features import aligned_empty, extract_features, prefix_shape, tail_start, variant_inputs
 from components.core.model import (
     build_model,
@@ -32,6 +32,7 @@ from components.core.model import (
 from components.core.progress import log
 from components.core.training import compile_model, device_strategy, fit_epochs, fit_on_features
 from components.core.variants import get_variant
+from components.demo.backbone import is_demo_weights
 
 
 def train(
@@ -52,6 +53,8 @@ def train(
     features_dir: Path | None = None,
     feature_cache: bool = True,
     feature_dtype: str = DEFAULT_DTYPE,
+    head_units: tuple[int, ...] = study.HEAD_UNITS,
+    dropout: float = study.HEAD_DROPOUT,
 ) -> TrainRecord:
     """Trains `variant` on the split's training ids, validating on its validation ids each epoch.
 
@@ -74,12 +77,17 @@ def train(
         features_dir: a features folder (`cxr featurize`) of this dataset, image size and weights.
         feature_cache: train the tail on cached features (default); False: the full model on pixels.
         feature_dtype: dtype of the features this step extracts itself ("float16" or "float32").
+        head_units: sizes of the head's two hidden fully connected layers.
+        dropout: dropout rate after each of them.
 
     Returns:
         The record written to train.json.
     """
     spec = get_variant(variant)
     check_training_settings(epochs, batch_size, image_size)
+    check_learning_rate(learning_rate)
+    seed = check_seed(seed)
+    head_units = check_head(head_units, dropout)
     dataset = open_dataset(dataset_dir)
     split = read_split(split_dir)
     train_rows, val_rows = dataset.rows_for(split.sides["train"]), dataset.rows_for(split.sides["val"])
@@ -111,7 +119,9 @@ def train(
         f"{strategy.num_replicas_in_sync} replica(s) ({type(strategy).__name__})"
     )
     with strategy.scope():
-        model = build_model(spec, image_size=image_size, weights=resolved)
+        model = build_model(
+            spec, image_size=image_size, weights=resolved, head_units=tuple(head_units), dropout=dropout
+        )
     label = f"train {variant}"
     feature_seconds = 0.0
     if feature_cache:
@@ -172,6 +182,11 @@ def train(
         "epoch_seconds": [round(t, 3) for t in epoch_seconds],
         "weights": weights,
         "weights_sha256": weights_file_sha256(resolved),
+        "demo_weights": is_demo_weights(weights) or is_demo_weights(resolved),
+        "head_units": list(head_units),
+        "dropout": dropout,
+        "resize": "area",
+        "departures_from_study": study.DEPARTURES,
         "image_size": image_size,
         "batch_size": batch_size,
         "learning_rate": learning_rate,

@@ -44,7 +44,14 @@ def _split(a):
     val, test = study.SPLIT_PRESETS[a.preset or study.DEFAULT_SPLIT_PRESET]
     val = a.val_fraction if a.val_fraction is not None else val
     test = a.test_fraction if a.test_fraction is not None else test
-    return split(a.dataset, a.out, val_fraction=val, test_fraction=test, seed=a.seed)
+    return split(
+        a.dataset,
+        a.out,
+        val_fraction=val,
+        test_fraction=test,
+        seed=a.seed,
+        cross_class_duplicates=a.cross_class_duplicates,
+    )
 
 
 def _train(a):
@@ -65,7 +72,15 @@ def _train(a):
         features_dir=a.features,
         feature_cache=a.feature_cache,
         feature_dtype=a.feature_dtype,
+        head_units=a.head_units,
+        dropout=a.dropout,
     )
+
+
+def _fingerprint(a):
+    from components.core.sources import listing_fingerprint
+
+    return listing_fingerprint(a.source)
 
 
 def _featurize(a):
@@ -98,7 +113,7 @@ def _report(a):
 def _run_local(a):
     from pipelines.local_run import run_local
 
-    report_dir = run_local(
+    run_local(
         a.out,
         source=a.source,
         config_path=a.config,
@@ -106,7 +121,6 @@ def _run_local(a):
         runner=a.runner,
         verbose=a.verbose or None,
     )
-    print(f"report: {report_dir / 'report.html'}")
     return None
 
 
@@ -127,6 +141,17 @@ def _submit(a):
         + ([f"kfp.experiment={a.experiment}"] if a.experiment else [])
     )
     return submit(load_config(a.config, overrides), wait=a.wait, timeout_s=a.timeout)
+
+
+def _units(text: str) -> tuple[int, ...]:
+    """A comma-separated list of layer sizes, e.g. "256,128", as a tuple."""
+    try:
+        units = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        units = ()
+    if not units or min(units) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give positive layer sizes, e.g. 256,128")
+    return units
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -194,11 +219,24 @@ def build_parser() -> argparse.ArgumentParser:
         "--test-fraction", type=float, default=None, help=f"test share (default {study.TEST_FRACTION})"
     )
     p.add_argument("--seed", type=int, default=study.SPLIT_SEED)
+    p.add_argument(
+        "--cross-class-duplicates",
+        choices=("exclude", "keep"),
+        default="exclude",
+        help="identical images under two labels: left out of every side (default) or kept",
+    )
 
     def backbone_options(p):
         p.add_argument("--image-size", type=int, default=study.IMAGE_SIZE, help=f"default {study.IMAGE_SIZE}")
         p.add_argument("--weights", default="imagenet", help="imagenet | none | demo | PATH | gs://URI")
         p.add_argument("--weights-sha256", default=None, help="expected sha256 of the weights file")
+
+    p = command(
+        "fingerprint",
+        _fingerprint,
+        "Print a cache key for a source's images (gs:// only listed): study.dataset_fingerprint.",
+    )
+    p.add_argument("source", metavar="SOURCE", help="dataset folder, .zip or gs://bucket/prefix")
 
     dtypes = study.FEATURE_DTYPES
     p = command(
@@ -238,6 +276,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     backbone_options(p)
     p.add_argument("--seed", type=int, default=study.SEED, help=f"default {study.SEED}")
+    p.add_argument(
+        "--head-units",
+        type=_units,
+        default=study.HEAD_UNITS,
+        metavar="N,N",
+        help=f"sizes of the head's two hidden layers (default {','.join(map(str, study.HEAD_UNITS))})",
+    )
+    p.add_argument(
+        "--dropout",
+        type=float,
+        default=study.HEAD_DROPOUT,
+        help=f"dropout after each hidden layer (default {study.HEAD_DROPOUT})",
+    )
     p.add_argument(
         "--features",
         type=Path,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +17,14 @@ from pathlib import Path
 import yaml
 
 from components.core import study as defaults
-from components.core.checks import check_fractions, check_training_settings
+from components.core.checks import (
+    check_fractions,
+    check_head,
+    check_learning_rate,
+    check_seed,
+    check_stored_size,
+    check_training_settings,
+)
 from components.core.errors import CxrError
 from components.core.variants import VARIANTS
 
@@ -50,6 +58,11 @@ class StudyConfig:
     weights: str = "imagenet"  # imagenet | none | demo | local path | gs:// URI of backbone weights
     seed: int = defaults.SEED
     variants: list[str] = field(default_factory=lambda: list(VARIANTS))
+    head_units: list[int] = field(
+        default_factory=lambda: list(defaults.HEAD_UNITS)
+    )  # the head's hidden sizes
+    dropout: float = defaults.HEAD_DROPOUT  # after each hidden layer of the head
+    cross_class_duplicates: str = "exclude"  # identical images under two labels: exclude | keep
 
 
 @dataclass
@@ -65,6 +78,8 @@ class ImagesConfig:
     train_name: str = _IMAGE_NAMES["TRAIN_IMAGE_NAME"]
     train_cpu_name: str = _IMAGE_NAMES["TRAIN_CPU_IMAGE_NAME"]
     train_build: str = "gpu"  # gpu: train_name (TensorFlow + CUDA); cpu: train_cpu_name
+    # A cluster pulls the images from a registry: localhost names and -dirty tags are refused when compiling.
+    remote: bool = False
 
     def ref(self, name: str) -> str:
         """Full reference of image `name` at the configured registry and tag."""
@@ -100,6 +115,13 @@ class PlacementConfig:
     # step before the fan-out whose features every train and evaluate task reads; "per-task" = each
     # train task runs it on its own GPUs; "auto" = per-task when train has GPUs, else shared.
     feature_pass: str = "auto"
+    # Two-GPU training shares memory through NCCL, which falls back to /dev/shm on GCE T4 nodes (no
+    # peer-to-peer); a pod's default /dev/shm is 64 MiB. A memory-backed emptyDir of this size replaces it.
+    shm_size: str = "4Gi"
+    # How long Argo keeps retrying a train task, counted from its first attempt's start (pending and
+    # image pull included): a whole training plus a node scale-up, not Argo's default hour.
+    retry_window_seconds: int = 8 * 3600
+    train_timeout_seconds: int = 6 * 3600  # a hung train pod is killed after this
 
     @property
     def shared_feature_pass(self) -> bool:
@@ -118,9 +140,12 @@ class KfpConfig:
     namespace: str = ""  # multi-user Kubeflow profile namespace
     service_account: str = ""  # run the pipeline's pods as this Kubernetes service account
     pipeline_name: str = "cxr-transfer-learning"
+    pipeline_root: str = ""  # where artifacts go, e.g. gs://BUCKET/pipeline-root; empty: KFP's object store
+    run_deadline_seconds: int = 12 * 3600  # the whole run is stopped after this (two T4 nodes per variant)
 
 
 FEATURE_PASSES = ("auto", "shared", "per-task")
+_QUANTITY = re.compile(r"[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti)?")
 
 
 @dataclass
@@ -140,8 +165,29 @@ class Config:
             raise CxrError(f"study.variants {s.variants}: choose from {', '.join(VARIANTS)}")
         check_fractions(s.val_fraction, s.test_fraction, prefix="study.")
         check_training_settings(s.epochs, s.batch_size, s.image_size, prefix="study.")
+        check_stored_size(s.stored_size, prefix="study.")
+        check_learning_rate(s.learning_rate, prefix="study.")
+        check_seed(s.seed, "study.seed")
+        check_seed(s.split_seed, "study.split_seed")
+        check_head(s.head_units, s.dropout, prefix="study.")
+        if s.cross_class_duplicates not in ("exclude", "keep"):
+            raise CxrError(
+                f"study.cross_class_duplicates {s.cross_class_duplicates!r}: choose exclude or keep"
+            )
         if p.accelerator_count < 0 or p.retries < 0:
             raise CxrError("placement.accelerator_count and placement.retries must be >= 0")
+        if min(p.retry_window_seconds, p.train_timeout_seconds, self.kfp.run_deadline_seconds) < 1:
+            raise CxrError(
+                "placement.retry_window_seconds, placement.train_timeout_seconds and "
+                "kfp.run_deadline_seconds must be positive numbers of seconds"
+            )
+        if not _QUANTITY.fullmatch(p.shm_size):
+            raise CxrError(f"placement.shm_size {p.shm_size!r}: give a Kubernetes quantity such as 4Gi")
+        if self.kfp.pipeline_root and not self.kfp.pipeline_root.startswith(("gs://", "s3://", "minio://")):
+            raise CxrError(
+                f"kfp.pipeline_root {self.kfp.pipeline_root!r}: give gs://BUCKET/PATH (or s3://, "
+                "minio://), or leave it empty for KFP's own object store"
+            )
         if p.feature_pass not in FEATURE_PASSES:
             raise CxrError(f"placement.feature_pass {p.feature_pass!r}: choose {', '.join(FEATURE_PASSES)}")
         if self.images.tag == "latest":
@@ -221,7 +267,8 @@ def _convert(value, current, what: str):
         raise CxrError(f"{what} is not true or false")
     if isinstance(current, list):
         items = value if isinstance(value, list) else str(value).split(",")
-        return [str(v).strip() for v in items if str(v).strip()]
+        element = current[0] if current else ""  # the type of the list's items
+        return [_convert(str(v).strip(), element, what) for v in items if str(v).strip()]
     if isinstance(current, int):
         try:
             number = float(value)
@@ -262,3 +309,27 @@ def git_tag() -> str:
             "set IMAGE_TAG (or --set images.tag=VERSION) to the tag the images were built with"
         ) from exc
     return f"{sha}-dirty" if dirty else sha
+
+
+def check_pullable(images: ImagesConfig) -> None:
+    """For images a cluster pulls (images.remote): a registry it can reach and a tag of committed code.
+
+    Raises:
+        CxrError: a localhost registry, or a `-dirty` tag (reused across different uncommitted code,
+            it gives stale images on nodes and false cache hits).
+    """
+    if not images.remote:
+        return
+    registry = images.registry.rstrip("/")
+    if registry == "localhost" or registry.startswith(("localhost/", "localhost:", "127.0.0.1")):
+        raise CxrError(
+            f"images.registry {registry!r} is this machine's: a cluster cannot pull from it; set "
+            "IMAGE_REGISTRY to the registry your cluster pulls from (e.g. "
+            "europe-west4-docker.pkg.dev/PROJECT/REPO) and run `make build-images push-images`"
+        )
+    tag = images.tag or git_tag()
+    if tag.endswith("-dirty"):
+        raise CxrError(
+            f"image tag {tag!r} names uncommitted code, which it does not pin: commit, then "
+            "`make build-images push-images`, or set IMAGE_TAG to a tag you built and pushed"
+        )

@@ -89,7 +89,12 @@ def run_local(
     if report_dir.exists():
         shutil.rmtree(report_dir)
     shutil.copytree(Path(result.output.path), report_dir)
-    log(f"run-local: finished in {time.perf_counter() - started:.0f} s")
+    from components.artifacts.comparison import HTML_FILE, read_comparison
+    from components.report import console_summary
+
+    log(f"run-local: finished in {time.perf_counter() - started:.0f} s; report: {report_dir / HTML_FILE}")
+    for line in console_summary(read_comparison(report_dir)):
+        log(line)
     return report_dir
 
 

@@ -46,12 +46,18 @@ def ingest_op(source: str, dataset_fingerprint: str, stored_size: int, dataset: 
 
 
 def split_op(
-    dataset: Input[Dataset], split_ids: Output[Artifact], val_fraction: float, test_fraction: float, seed: int
+    dataset: Input[Dataset],
+    split_ids: Output[Artifact],
+    val_fraction: float,
+    test_fraction: float,
+    seed: int,
+    cross_class_duplicates: str = "exclude",
 ):
     """Splits the ingested dataset into train / val / test id lists.
 
     Consumes the `dataset` artifact of ingest_op; produces `split_ids`, a folder with train.txt,
-    val.txt, test.txt and summary.json (per-class counts per side, also in the artifact metadata).
+    val.txt, test.txt and summary.json (per-class counts per side, also in the artifact metadata;
+    identical images under two labels are left out unless `cross_class_duplicates` is "keep").
     """
     from pathlib import Path
 
@@ -63,8 +69,9 @@ def split_op(
         val_fraction=val_fraction,
         test_fraction=test_fraction,
         seed=seed,
+        cross_class_duplicates=cross_class_duplicates,
     )
-    split_ids.metadata.update(summary["counts"])
+    split_ids.metadata.update(summary["counts"] | {"excluded": len(summary["excluded"])})
 
 
 def demo_backbone_op(image_size: int, backbone: Output[Model]):
@@ -122,6 +129,8 @@ def train_op(
     image_size: int,
     weights: str,
     seed: int,
+    head_units: list,
+    dropout: float,
     backbone: Input[Model] = None,
     features: Input[Artifact] = None,
 ):
@@ -152,6 +161,8 @@ def train_op(
         weights_file=weights_file,
         seed=seed,
         features_dir=Path(features.path) if features is not None else None,
+        head_units=tuple(head_units),
+        dropout=dropout,
     )
     shown = ("variant", "title", "trainable_params", "total_params", "epochs", "train_seconds", "replicas")
     model.metadata.update({key: record[key] for key in shown})
@@ -193,6 +204,9 @@ def evaluate_op(
     for name, value in ui_metrics(entry).items():
         metrics.log_metric(name, value)
     confusion_matrix.log_confusion_matrix(list(CLASS_NAMES), entry["confusion_matrix"])
+    covid = entry["statistics"]["roc"]["COVID"]
+    if covid["fpr"] is not None:  # COVID against the rest, at fixed false-positive rates
+        confusion_matrix.log_roc_curve(covid["fpr"], covid["tpr"], covid["thresholds"])
 
 
 def report_op(
@@ -200,27 +214,33 @@ def report_op(
     comparison: Output[Artifact],
     report_html: Output[HTML],
     report_markdown: Output[Markdown],
+    model_card: Output[Markdown],
     run_metrics: Output[Metrics],
 ):
-    """Merges every variant's evaluation into the run's comparison.
+    """Merges every variant's evaluation into the run's comparison, verdict first.
 
     Consumes the collected `evaluations` of the ParallelFor; produces `comparison` (a folder with
-    comparison.json, comparison.csv, report.md and report.html), the same report as `report_html`
-    and `report_markdown` for the Kubeflow UI, and `run_metrics` keyed `<variant>_<metric>` so
-    whole runs compare in the UI.
+    comparison.json, comparison.csv, report.md, report.html and model_card.md), the same report as
+    `report_html` and `report_markdown` and the `model_card` for the Kubeflow UI, and `run_metrics`
+    keyed `<variant>_<metric>` so whole runs compare in the UI (the verdict in its metadata).
     """
     import shutil
     from pathlib import Path
 
-    from components.artifacts.comparison import HTML_FILE, MARKDOWN_FILE
+    from components.artifacts.comparison import HTML_FILE, MARKDOWN_FILE, MODEL_CARD_FILE
     from components.artifacts.evaluation import ui_metrics
     from components.report import report
 
     result = report([Path(e.path) for e in evaluations], Path(comparison.path))
     shutil.copyfile(Path(comparison.path) / HTML_FILE, report_html.path)
     shutil.copyfile(Path(comparison.path) / MARKDOWN_FILE, report_markdown.path)
-    comparison.metadata["best_variant"] = result["best_variant"]
-    run_metrics.metadata["best_variant"] = result["best_variant"]
+    shutil.copyfile(Path(comparison.path) / MODEL_CARD_FILE, model_card.path)
+    verdict = {
+        "best_variant": result["best_variant"],
+        "distinguishable": result["verdict"]["distinguishable"],
+    }
+    comparison.metadata.update(verdict)
+    run_metrics.metadata.update(verdict)
     for entry in result["variants"]:
         for name, value in ui_metrics(entry, prefix=entry["variant"]).items():
             run_metrics.log_metric(name, value)

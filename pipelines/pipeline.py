@@ -29,6 +29,8 @@ def make_pipeline(config: Config):
     demo_backbone = study.weights == "demo"
 
     @dsl.pipeline(
+        pipeline_root=config.kfp.pipeline_root or None,
+        pipeline_config=dsl.PipelineConfig(active_deadline_seconds=config.kfp.run_deadline_seconds),
         name=config.kfp.pipeline_name,
         description="MobileNetV2 fine-tuned three ways on chest X-rays, compared on one hold-out.",
     )
@@ -46,6 +48,9 @@ def make_pipeline(config: Config):
         weights: str = study.weights,
         seed: int = study.seed,
         variants: list = study.variants,
+        head_units: list = study.head_units,
+        dropout: float = study.dropout,
+        cross_class_duplicates: str = study.cross_class_duplicates,
     ) -> dsl.Artifact:
         ingest = ops.ingest(source=source, dataset_fingerprint=dataset_fingerprint, stored_size=stored_size)
         place_cpu_task(ingest.set_display_name("ingest"), placement)
@@ -54,6 +59,7 @@ def make_pipeline(config: Config):
             val_fraction=val_fraction,
             test_fraction=test_fraction,
             seed=split_seed,
+            cross_class_duplicates=cross_class_duplicates,
         )
         place_cpu_task(split.set_display_name("split"), placement)
         backbone = {}
@@ -79,6 +85,8 @@ def make_pipeline(config: Config):
                 image_size=image_size,
                 weights=weights,
                 seed=seed,
+                head_units=head_units,
+                dropout=dropout,
                 **backbone,
                 **features,
             )

@@ -12,9 +12,13 @@ from pipelines.config import PlacementConfig
 
 
 def place_train_task(task: dsl.PipelineTask, placement: PlacementConfig) -> dsl.PipelineTask:
-    """Sets the GPUs, node selector, toleration, resources and retries of the train task."""
+    """Sets the GPUs, node selector, toleration, shared memory, resources, timeout and retries of train."""
     _training_resources(task, placement)
+    kubernetes.set_timeout(task, placement.train_timeout_seconds)
     if placement.accelerator_count > 0:
+        kubernetes.empty_dir_mount(
+            task, volume_name="dshm", mount_path="/dev/shm", medium="Memory", size_limit=placement.shm_size
+        )
         task.set_accelerator_type(placement.accelerator_resource)
         task.set_accelerator_limit(placement.accelerator_count)
         if placement.node_selector_value:
@@ -24,7 +28,12 @@ def place_train_task(task: dsl.PipelineTask, placement: PlacementConfig) -> dsl.
                 task, key=placement.toleration_key, operator="Exists", effect="NoSchedule"
             )
     if placement.retries:
-        task.set_retry(num_retries=placement.retries, backoff_duration="60s", backoff_factor=2.0)
+        task.set_retry(
+            num_retries=placement.retries,
+            backoff_duration="60s",
+            backoff_factor=2.0,
+            backoff_max_duration=f"{placement.retry_window_seconds}s",
+        )
     task.set_caching_options(placement.caching)
     return task
 

@@ -37,6 +37,7 @@ def submit(
             "no KFP endpoint: set KFP_HOST (e.g. http://127.0.0.1:8080 after "
             "`kubectl port-forward -n kubeflow svc/ml-pipeline-ui 8080:80`) or --host"
         )
+    _fingerprint_a_cached_bucket(config)
     run_name = f"{config.kfp.pipeline_name}-{config.images.tag or git_tag()}-{time.strftime('%Y%m%d-%H%M%S')}"
     _check_endpoint(host, env)
     with tempfile.TemporaryDirectory() as tmp:
@@ -73,6 +74,28 @@ def submit(
         if outcome["state"] != "SUCCEEDED":
             raise CxrError(f"run {run_id} ended {outcome['state']}: see {url}")
     return outcome
+
+
+def _fingerprint_a_cached_bucket(config: Config) -> None:
+    """Gives a cached run on a gs:// source a fingerprint of its data, from the bucket's listing.
+
+    KFP's cache key never sees the bytes behind a gs:// string: without a fingerprint, a changed bucket
+    would be served entirely from cache.
+    """
+    study = config.study
+    if not (study.source.startswith("gs://") and config.placement.caching and not study.dataset_fingerprint):
+        return
+    from components.core.sources import listing_fingerprint
+
+    try:
+        study.dataset_fingerprint = listing_fingerprint(study.source)["fingerprint"]
+    except CxrError as exc:
+        raise CxrError(
+            f"study.dataset_fingerprint is empty for {study.source} with caching on, and it cannot be "
+            f"computed here ({exc}): pass one (`cxr fingerprint {study.source}`, or the fingerprint "
+            "`cxr ingest` prints), or turn caching off (--set placement.caching=false)"
+        ) from exc
+    log(f"submit: dataset_fingerprint {study.dataset_fingerprint} (from the listing of {study.source})")
 
 
 def _wait(client, run_id: str, timeout_s: float, poll_s: float) -> str:

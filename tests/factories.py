@@ -13,11 +13,18 @@ from components.core.classes import CLASS_NAMES
 
 
 def write_dataset(
-    path: Path, per_class: dict[str, int], *, size: int = 32, seed: int = 0, duplicates: list[list[int]] = ()
+    path: Path,
+    per_class: dict[str, int],
+    *,
+    size: int = 32,
+    seed: int = 0,
+    duplicates: list[list[int]] = (),
+    near_duplicates: list[list[int]] = (),
 ) -> Path:
     """Writes a dataset folder whose classes differ in mean brightness (learnable at any size).
 
-    `duplicates` lists groups of row numbers that get identical pixels (the first row's).
+    `duplicates` lists groups of row numbers that get identical pixels (the first row's);
+    `near_duplicates` groups of rows marked as near duplicates (exact groups are near groups too).
     """
     rng = np.random.default_rng(seed)
     classes = [c for c in CLASS_NAMES for _ in range(per_class.get(c, 0))]
@@ -32,6 +39,9 @@ def write_dataset(
         pixels[rows] = pixels[rows[0]]
         group[rows] = g
     ids = [f"{c}/images/{c}-{classes[:i].count(c) + 1}.png" for i, c in enumerate(classes)]
+    near = group.copy()
+    for g, rows in enumerate(near_duplicates, start=len(duplicates)):
+        near[rows] = g
     index = pd.DataFrame(
         {
             "id": ids,
@@ -44,6 +54,8 @@ def write_dataset(
             "mode": "L",
             "format": "PNG",
             "duplicate_group": group,
+            "phash": "",
+            "near_duplicate_group": near,
         }
     )
     return write_dataset_artifact(

@@ -92,3 +92,22 @@ def test_missing_or_broken_file(tmp_path):
     (tmp_path / "bad.yaml").write_text("study: [unclosed")
     with pytest.raises(CxrError, match="not valid YAML"):
         load_config(tmp_path / "bad.yaml", env={})
+
+
+@pytest.mark.parametrize(
+    ("setting", "match"),
+    [
+        ("study.image_size=10000", "study.image_size 10000 is out of range: use 32 to 1024"),
+        ("study.stored_size=100000", "study.stored_size 100000 is out of range: use 1 to 4096"),
+        ("study.learning_rate=nan", "study.learning_rate nan must be a finite number in"),
+        ("study.learning_rate=0", "study.learning_rate 0.0 must be a finite number in"),
+        ("study.seed=-1", "study.seed -1 is out of range: use 0 to 4294967295"),
+        ("study.split_seed=4294967296", "study.split_seed 4294967296 is out of range"),
+        ("study.epochs=0", "study.epochs 0 is out of range: use 1 to 10000"),
+        ("study.head_units=256,0", "study.head_units 0 is out of range: use 1 to 65536"),
+        ("study.dropout=1", "study.dropout 1.0 must be in"),
+    ],
+)
+def test_out_of_range_settings_are_refused_with_their_range(setting, match):
+    with pytest.raises(CxrError, match=match):
+        load_config(CONFIG_DIR / "local.yaml", [setting], env={})

@@ -54,7 +54,7 @@ def test_metrics_match_hand_computed_values_with_a_class_absent():
         "COVID": (1.0, 2 / 3, 0.8, 6 / 6, 3),
         "Lung_Opacity": (0.5, 0.5, 0.5, 6 / 7, 2),
         "Normal": (0.75, 0.75, 0.75, 4 / 5, 4),
-        "Viral Pneumonia": (0.0, 0.0, 0.0, 8 / 9, 0),
+        "Viral Pneumonia": (0.0, None, 0.0, 8 / 9, 0),  # no image of it: no recall
     }
     assert list(m["per_class"]) == list(CLASS_NAMES)
     for name, (precision, recall, f1, specificity, support) in expected.items():
@@ -67,7 +67,7 @@ def test_metrics_match_hand_computed_values_with_a_class_absent():
                 "support": support,
             }
         )
-    assert m["macro_f1"] == pytest.approx((0.8 + 0.5 + 0.75 + 0.0) / 4)
+    assert m["macro_f1"] == pytest.approx((0.8 + 0.5 + 0.75) / 3)  # over the classes that have images
     assert m["weighted_f1"] == pytest.approx((3 * 0.8 + 2 * 0.5 + 4 * 0.75) / 9)
     json.dumps(m)  # plain Python types only
     assert all(type(v) is int for row in m["confusion_matrix"] for v in row)
@@ -165,8 +165,10 @@ def test_evaluate_writes_predictions_metrics_and_dataset_from_the_test_side(prep
     assert sorted(p.name for p in out.iterdir()) == [
         "artifact.json",
         "dataset.json",
+        "gradcam.npz",
         "metrics.json",
         "predictions.csv",
+        "split.json",
     ]
 
     comparison = report([out], prepared / "report")

@@ -1,5 +1,6 @@
 """The feature cache is exact: the tail on cached features is the full model, and training on them is
-training on pixels (components/core/features.py)."""
+training on pixels (components/core/features.py).
+"""
 
 import json
 import subprocess

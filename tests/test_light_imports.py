@@ -59,6 +59,8 @@ def test_compile_needs_no_ml_stack(tmp_path):
             str(tmp_path / "p.yaml"),
             "--set",
             "images.tag=t1",
+            "--set",
+            "images.registry=registry.example/team",
         ],
     )
     assert result["code"] == 0, done.stderr[-3000:]
@@ -75,6 +77,8 @@ def test_compile_needs_no_ml_stack(tmp_path):
             str(tmp_path / "k.yaml"),
             "--set",
             "images.tag=t1",
+            "--set",
+            "images.registry=registry.example/team",
         ],
     )
     assert result["code"] == 0, done.stderr[-3000:]
@@ -84,7 +88,19 @@ def test_submit_needs_no_ml_stack():
     with fake_kfp(KfpScenario()) as (host, scenario):
         result, done = cxr_without(
             ML_STACK,
-            ["submit", "--host", host, "--set", "images.tag=t1", "--set", "study.source=gs://bucket/data"],
+            [
+                "submit",
+                "--host",
+                host,
+                "--set",
+                "images.tag=t1",
+                "--set",
+                "study.source=gs://bucket/data",
+                "--set",
+                "images.registry=registry.example/team",
+                "--set",
+                "study.dataset_fingerprint=f1",
+            ],
         )
     assert result["code"] == 0, done.stderr[-3000:]
     assert any(

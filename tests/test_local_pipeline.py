@@ -94,10 +94,22 @@ def test_kubeflow_ui_artifacts(run):
 def test_the_console_shows_tasks_and_progress_and_the_log_holds_the_rest(run):
     out, console = run
     lines = console.splitlines()
-    for task in ("ingest-op", "split-op", "demo-backbone-op", "train-op", "evaluate-op", "report-op"):
+    for task in (
+        "ingest-op",
+        "split-op",
+        "demo-backbone-op",
+        "featurize-op",
+        "train-op",
+        "evaluate-op",
+        "report-op",
+    ):
         assert f"{task}: started" in lines and any(line.startswith(f"{task}: done in ") for line in lines)
     assert "  train model3: epoch 2/2" in console and "  ingest: decode: 240/240" in console
-    assert lines[-1] == f"report: {out / 'report' / 'report.html'}"
+    finished = next(i for i, line in enumerate(lines) if line.startswith("run-local: finished in "))
+    assert lines[finished].endswith(f"report: {out / 'report' / 'report.html'}")
+    # The console ends with the verdict and the variant table with intervals.
+    assert lines[finished + 1].startswith("verdict: ")
+    assert lines[-4].startswith("variant  accuracy [95 % CI]") and lines[-1].startswith("model3   0.")
     log = (out / "run-local.log").read_text()
     for noise in ("oneDNN", "executor_input", "have no effect in the current local runner", "[cxr]"):
         assert noise not in console, noise

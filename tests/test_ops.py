@@ -54,6 +54,8 @@ def run(tmp_path_factory):
         image_size=SIZE,
         weights="demo",
         seed=3,
+        head_units=[16, 8],
+        dropout=0.1,
         backbone=backbone,
     )
     evaluation, metrics = artifact(dsl.Artifact, root, "evaluation"), artifact(dsl.Metrics, root, "metrics")
@@ -72,6 +74,7 @@ def run(tmp_path_factory):
             ("comparison", dsl.Artifact),
             ("report_html", dsl.HTML),
             ("report_markdown", dsl.Markdown),
+            ("model_card", dsl.Markdown),
             ("run_metrics", dsl.Metrics),
         )
     }
@@ -165,6 +168,8 @@ def test_evaluate_op_logs_the_ui_metrics_and_the_confusion_matrix(run):
     matrix = run["confusion_matrix"].metadata["confusionMatrix"]
     assert [c["displayName"] for c in matrix["annotationSpecs"]] == list(CLASS_NAMES)
     assert [r["row"] for r in matrix["rows"]] == entry["confusion_matrix"]
+    roc = run["confusion_matrix"].metadata["confidenceMetrics"]  # COVID against the rest
+    assert len(roc) == len(entry["statistics"]["roc"]["COVID"]["fpr"])
     assert run["evaluation"].metadata == {"variant": "model1", "title": "FC head"}
 
 
@@ -172,8 +177,10 @@ def test_report_op_hands_the_ui_its_html_markdown_and_run_metrics(run):
     comparison = Path(run["comparison"].path)
     assert Path(run["report_html"].path).read_bytes() == (comparison / "report.html").read_bytes()
     assert Path(run["report_markdown"].path).read_bytes() == (comparison / "report.md").read_bytes()
+    assert Path(run["model_card"].path).read_bytes() == (comparison / "model_card.md").read_bytes()
     run_metrics = run["run_metrics"].metadata
     assert run_metrics["best_variant"] == "model1" == run["comparison"].metadata["best_variant"]
+    assert run_metrics["distinguishable"] is True  # the only variant
     assert {f"model1_{name}" for name in UI_METRICS} <= set(run_metrics)
 
 

@@ -16,10 +16,13 @@ from pipelines.compile import compile_pipeline
 from pipelines.config import CONFIG_DIR, load_config
 
 GOLDEN = Path(__file__).parent / "golden" / "placement.json"
+REGISTRY = "registry.example/team"
 
 
 def compiled(tmp_path, config_name="cluster.yaml", overrides=()):
-    config = load_config(CONFIG_DIR / config_name, ["images.tag=0123abcd", *overrides], env={})
+    config = load_config(
+        CONFIG_DIR / config_name, ["images.tag=0123abcd", f"images.registry={REGISTRY}", *overrides], env={}
+    )
     path = compile_pipeline(config, tmp_path / "pipeline.yaml")
     documents = list(yaml.safe_load_all(path.read_text()))
     pipeline_spec = documents[0]
@@ -128,7 +131,7 @@ def test_retries_on_train_only_and_caching_everywhere(tmp_path):
 def test_images_are_pinned_from_configuration(tmp_path):
     executors = compiled(tmp_path)[0]["deploymentSpec"]["executors"].values()
     images = {e["container"]["image"] for e in executors}
-    assert images == {"localhost/cxr-kfp/cxr-kfp-cpu:0123abcd", "localhost/cxr-kfp/cxr-kfp-train:0123abcd"}
+    assert images == {f"{REGISTRY}/cxr-kfp-cpu:0123abcd", f"{REGISTRY}/cxr-kfp-train:0123abcd"}
     assert not any(i.endswith(":latest") or ":dev" in i for i in images)
 
 
@@ -139,4 +142,6 @@ def test_components_do_not_install_kfp_at_start(tmp_path):
 
 def test_cpu_profile_has_no_gpu_anywhere(tmp_path):
     summary = placement_summary(*compiled(tmp_path, "kind.yaml"))
-    assert all(s["accelerator"] is None and s["kubernetes"] is None for s in summary.values())
+    gpu_keys = {"nodeSelector", "tolerations", "emptyDirMounts"}
+    assert all(s["accelerator"] is None for s in summary.values())
+    assert all(not gpu_keys & set(s["kubernetes"] or {}) for s in summary.values())

@@ -8,12 +8,16 @@ import yaml
 from pipelines.cli import main
 from tests.fakes import KfpScenario, fake_kfp
 
+REGISTRY = "registry.example/team"
+FINGERPRINT = ("--set", "study.dataset_fingerprint=fp-1")  # the cluster profile's gs:// source is cached
+
 
 @pytest.fixture
 def kfp_server(monkeypatch):
     monkeypatch.setattr("pipelines.submit.time.sleep", lambda s: None)
-    for var in ("KFP_HOST", "KFP_TOKEN", "KFP_COOKIE", "IMAGE_REGISTRY", "IMAGE_TAG"):
+    for var in ("KFP_HOST", "KFP_TOKEN", "KFP_COOKIE", "IMAGE_TAG"):
         monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("IMAGE_REGISTRY", REGISTRY)  # the cluster profile refuses a localhost one
     with fake_kfp(KfpScenario(running_polls=1)) as served:
         yield served
 
@@ -39,6 +43,7 @@ def test_submit_sends_spec_parameters_and_experiment(kfp_server, monkeypatch, ca
             "study.epochs=7",
             "--set",
             "study.source=gs://bucket/cxr",
+            *FINGERPRINT,
             "--wait",
         ]
     )
@@ -56,14 +61,14 @@ def test_submit_sends_spec_parameters_and_experiment(kfp_server, monkeypatch, ca
     assert params["variants"] == ["model1", "model2", "model3"]
     spec = run["pipeline_spec"]["pipeline_spec"]
     images = {e["container"]["image"] for e in spec["deploymentSpec"]["executors"].values()}
-    assert images == {"localhost/cxr-kfp/cxr-kfp-cpu:abc123", "localhost/cxr-kfp/cxr-kfp-train:abc123"}
+    assert images == {f"{REGISTRY}/cxr-kfp-cpu:abc123", f"{REGISTRY}/cxr-kfp-train:abc123"}
     assert all(r["auth"] == "Bearer secret-token" for r in scenario.requests)
 
 
 def test_wait_fails_when_the_run_fails(kfp_server, capsys):
     kfp_server, scenario = kfp_server
     scenario.final_state = "FAILED"
-    code = main(["submit", "--host", kfp_server, "--set", "images.tag=t1", "--wait"])
+    code = main(["submit", "--host", kfp_server, "--set", "images.tag=t1", *FINGERPRINT, "--wait"])
     assert code != 0
     assert "run run-1 ended FAILED" in capsys.readouterr().err
 
@@ -71,14 +76,14 @@ def test_wait_fails_when_the_run_fails(kfp_server, capsys):
 def test_refused_request_is_one_clear_line(kfp_server, capsys):
     kfp_server, scenario = kfp_server
     scenario.refuse = True
-    assert main(["submit", "--host", kfp_server, "--set", "images.tag=t1"]) == 2
+    assert main(["submit", "--host", kfp_server, "--set", "images.tag=t1", *FINGERPRINT]) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith("cxr: KFP endpoint") and "HTTP 403" in err
     assert all(r["path"] == "/apis/v2beta1/healthz" for r in scenario.requests)
 
 
 def test_unreachable_host_is_one_clear_line(capsys):
-    assert main(["submit", "--host", "http://127.0.0.1:9", "--set", "images.tag=t1"]) == 2
+    assert main(["submit", "--host", "http://127.0.0.1:9", "--set", "images.tag=t1", *FINGERPRINT]) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith("cxr: KFP endpoint http://127.0.0.1:9 is unreachable")
 
@@ -92,8 +97,46 @@ def test_missing_host_names_kfp_host(monkeypatch, capsys):
 def test_compiled_yaml_is_what_submit_sends(kfp_server, tmp_path):
     kfp_server, scenario = kfp_server
     assert main(["compile", "--output", str(tmp_path / "p.yaml"), "--set", "images.tag=t1"]) == 0
-    main(["submit", "--host", kfp_server, "--set", "images.tag=t1"])
+    main(["submit", "--host", kfp_server, "--set", "images.tag=t1", *FINGERPRINT])
     pipeline_spec, platform_spec = yaml.safe_load_all((tmp_path / "p.yaml").read_text())
     sent = run_request(scenario)["body"]["pipeline_spec"]
     assert sent["pipeline_spec"]["deploymentSpec"] == pipeline_spec["deploymentSpec"]
     assert sent["platform_spec"] == platform_spec
+
+
+def test_a_cluster_run_refuses_images_it_cannot_pull(kfp_server, monkeypatch, capsys):
+    monkeypatch.setenv("IMAGE_REGISTRY", "localhost/cxr-kfp")
+    kfp_server, scenario = kfp_server
+    assert main(["submit", "--host", kfp_server, "--set", "images.tag=t1", *FINGERPRINT]) == 2
+    assert "a cluster cannot pull from it; set IMAGE_REGISTRY" in capsys.readouterr().err
+    monkeypatch.setenv("IMAGE_REGISTRY", REGISTRY)
+    assert main(["submit", "--host", kfp_server, "--set", "images.tag=abc-dirty", *FINGERPRINT]) == 2
+    assert "names uncommitted code" in capsys.readouterr().err
+    assert not any(r["path"].startswith("/apis/v2beta1/runs") for r in scenario.requests)
+
+
+def test_a_cached_bucket_run_gets_a_fingerprint_or_is_refused(kfp_server, capsys):
+    kfp_server, scenario = kfp_server
+    code = main(
+        ["submit", "--host", kfp_server, "--set", "images.tag=t1", "--set", "study.source=gs://nowhere/x"]
+    )
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "study.dataset_fingerprint is empty for gs://nowhere/x with caching on" in err
+    assert "cxr fingerprint gs://nowhere/x" in err and "placement.caching=false" in err
+    assert (
+        main(
+            [
+                "submit",
+                "--host",
+                kfp_server,
+                "--set",
+                "images.tag=t1",
+                "--set",
+                "study.source=gs://nowhere/x",
+                "--set",
+                "placement.caching=false",
+            ]
+        )
+        == 0
+    )

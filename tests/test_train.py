@@ -154,3 +154,18 @@ def test_training_under_mirrored_strategy_over_two_cpu_devices(prepared, tmp_pat
     assert "MirroredStrategy" in done.stderr
     history = json.loads((tmp_path / "m" / "history.json").read_text())
     assert len(history["loss"]) == 2 and all(np.isfinite(history["loss"]))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"learning_rate": float("nan")}, "--learning-rate nan must be a finite number"),
+        ({"seed": -1}, "--seed -1 is out of range"),
+        ({"image_size": 10000}, "--image-size 10000 is out of range"),
+        ({"head_units": (256, 0)}, "--head-units 0 is out of range"),
+    ],
+)
+def test_bad_settings_are_refused_before_any_work(tmp_path, kwargs, match):
+    with pytest.raises(CxrError, match=match):
+        train(tmp_path / "no-dataset", tmp_path / "no-split", tmp_path / "out", variant="model1", **kwargs)
+    assert not (tmp_path / "out").exists()

@@ -5,11 +5,14 @@ Layout of a report folder D:
   D/comparison.csv   one row per variant: scalar metrics plus per-class recall and specificity
   D/report.md        the report in Markdown (the Kubeflow UI's Markdown viewer)
   D/report.html      the same report, one self-contained page (the Kubeflow UI's HTML viewer)
+  D/model_card.md    what was trained on what, for what use, how well, and what was not evaluated
   D/artifact.json    kind "comparison", written last (manifest.py)
 
-comparison.json, schema version 1 (keys may be added; none is removed or renamed without a new version):
+comparison.json, schema version 2 (keys may be added; none is removed or renamed without a new version;
+version 2 made undefined per-class values null and added statistics, verdict, comparisons, protocol
+and split):
 
-    schema_version     int, 1
+    schema_version     int, 2
     class_names        ["COVID", "Lung_Opacity", "Normal", "Viral Pneumonia"]: the order of every
                        per-class list and of the confusion matrices' rows and columns
     selection_metric   "macro_f1": what best_variant maximises
@@ -19,6 +22,13 @@ comparison.json, schema version 1 (keys may be added; none is removed or renamed
         per_class          class name → images
         skipped            [{path, reason, detail}]: files not used, with a stable reason code
         duplicate_groups   groups of identical images (each kept on one side of every split)
+        color_modes        PNG colour mode (before the decode to grayscale) → images
+        near_duplicate_groups, near_duplicate_distance
+                           groups of near-identical images (perceptual hash within that many
+                           bits, core/duplicates.py), each kept on one side of every split
+        cross_class_duplicates
+                           [{ids, classes}]: identical images filed under more than one class
+        synthetic          true when the images are the demo's synthetic ones
     variants           one entry per variant, sorted by id:
         variant, title     "model1", "FC head"
         trainable_layers   names of the layers that trained
@@ -28,10 +38,25 @@ comparison.json, schema version 1 (keys may be added; none is removed or renamed
         eval_side          "test" or "val"
         split_fingerprint  ties every entry to one split
         accuracy, macro_f1, weighted_f1
-        per_class          class name → {precision, recall, f1, specificity, support}
+        per_class          class name → {precision, recall, f1, specificity, support}; a value
+                           is null where undefined (no images of the class, no negatives, never
+                           predicted), and macro averages leave out classes without images
         confusion_matrix   [[int]]: rows = true class, columns = predicted
+        statistics         core/statistics.py variant_statistics: intervals (bootstrap: accuracy,
+                           macro_f1, weighted_f1, per_class), COVID_vs_rest (sensitivity,
+                           specificity, ppv, npv with Wilson intervals), roc (auc, interval, fpr,
+                           tpr per class), calibration (ece, brier, bins, reliability)
         history            {loss, accuracy, val_loss, val_accuracy}: per-epoch lists
       plus the rest of the variant's train.json (settings, per-epoch seconds, fingerprints).
+    verdict            best_variant, selection_metric, distinguishable, not_distinguishable_from,
+                       cheapest_equivalent, headline, comparisons (core/verdict.py)
+    comparisons        every pair: first, second, accuracy and macro_f1 {difference, interval},
+                       mcnemar {only_first_right, only_second_right, p_value}, sentence
+    protocol           eval_side, eval_side_note, synthetic_data, demo_weights, head_units, dropout,
+                       resize, departures_from_study
+    split              the split's fractions, seed, counts, per_class per side, groups_across_sides,
+                       cross_class_duplicates and excluded
+    statistics         how the intervals and tests were made
 
 Every number in a variant entry is computed from that variant's predictions.csv (evaluation.py).
 """
@@ -52,9 +77,13 @@ COMPARISON_FILE = "comparison.json"
 CSV_FILE = "comparison.csv"
 MARKDOWN_FILE = "report.md"
 HTML_FILE = "report.html"
-SCHEMA_VERSION = 1
+MODEL_CARD_FILE = "model_card.md"
+SCHEMA_VERSION = 2
 KIND = ArtifactKind(
-    "comparison", SCHEMA_VERSION, "report", (COMPARISON_FILE, CSV_FILE, MARKDOWN_FILE, HTML_FILE)
+    "comparison",
+    SCHEMA_VERSION,
+    "report",
+    (COMPARISON_FILE, CSV_FILE, MARKDOWN_FILE, HTML_FILE, MODEL_CARD_FILE),
 )
 
 
@@ -67,6 +96,11 @@ class Comparison(TypedDict):
     best_variant: str
     dataset: DatasetObject
     variants: list[VariantEntry]
+    verdict: dict
+    comparisons: list[dict]
+    protocol: dict
+    split: dict
+    statistics: dict
 
 
 @dataclass(frozen=True)
@@ -76,6 +110,7 @@ class ReportFiles:
     csv: str
     markdown: str
     html: str
+    model_card: str
 
 
 def write_comparison(out_dir: Path, comparison: Comparison, files: ReportFiles) -> None:
@@ -87,6 +122,7 @@ def write_comparison(out_dir: Path, comparison: Comparison, files: ReportFiles) 
     write_text(out_dir / CSV_FILE, files.csv)
     write_text(out_dir / MARKDOWN_FILE, files.markdown)
     write_text(out_dir / HTML_FILE, files.html)
+    write_text(out_dir / MODEL_CARD_FILE, files.model_card)
     KIND.write_manifest(out_dir)
 
 

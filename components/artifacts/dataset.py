@@ -9,11 +9,9 @@ Layout of a dataset folder D:
   D/artifact.json  kind "dataset", written last (manifest.py)
 """
 
-from __future__ import annotations
-
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypedDict
+from typing import NotRequired, TypedDict
 
 import numpy as np
 import pandas as pd
@@ -26,13 +24,15 @@ from components.core.files import read_json, write_json
 SUMMARY_FILE = "summary.json"
 INDEX_FILE = "index.csv"
 PIXELS_FILE = "pixels.npy"
-KIND = ArtifactKind("dataset", 1, "ingest", (SUMMARY_FILE, INDEX_FILE, PIXELS_FILE))
+KIND = ArtifactKind("dataset", 2, "ingest", (SUMMARY_FILE, INDEX_FILE, PIXELS_FILE))
 
 # id: the file's path relative to the dataset folder ("COVID/images/COVID-1.png"), unique;
 # class_name: one of CLASS_NAMES; sha256: of the file's bytes; pixel_sha256: of the decoded
 # 8-bit pixels at original size (equal pixel hashes = exact duplicates); source_path: where the
 # file was read (path, zip member or gs:// URI); width/height/mode/format: as found in the file;
-# duplicate_group: shared by identical images, -1 for an image with no duplicate.
+# duplicate_group: shared by identical images, -1 for an image with no duplicate; phash: the
+# perceptual hash (core/duplicates.py); near_duplicate_group: shared by images within the near-
+# duplicate distance of each other (exact duplicates included), -1 for an image with none.
 INDEX_COLUMNS = (
     "id",
     "class_name",
@@ -44,6 +44,8 @@ INDEX_COLUMNS = (
     "mode",
     "format",
     "duplicate_group",
+    "phash",
+    "near_duplicate_group",
 )
 
 
@@ -56,12 +58,17 @@ class SkippedFile(TypedDict):
 
 
 class DatasetObject(TypedDict):
-    """The `dataset` object of comparison.json."""
+    """The `dataset` object of comparison.json: the four keys, then what the report's data audit shows."""
 
     images: int
     per_class: dict[str, int]  # class name → accepted images, CLASS_NAMES order
     skipped: list[SkippedFile]
     duplicate_groups: int  # groups of identical images (kept on one side of every split)
+    color_modes: NotRequired[dict[str, int]]  # the files' colour modes before the decode to grayscale
+    cross_class_duplicates: NotRequired[list[dict]]  # {"ids", "classes"}: identical images, two labels
+    near_duplicate_groups: NotRequired[int]  # groups of re-encoded or resized copies (core/duplicates.py)
+    near_duplicate_distance: NotRequired[int]  # their pHash threshold in bits
+    synthetic: NotRequired[bool]  # a demo dataset: says nothing about chest X-rays
 
 
 class DatasetSummary(DatasetObject, total=False):
@@ -71,6 +78,7 @@ class DatasetSummary(DatasetObject, total=False):
     fingerprint: str  # sha256 over the sorted (id, file sha256) pairs: the same however the data arrived
     cross_class_duplicate_groups: int
     duplicates: list[list[str]]  # the ids of each duplicate group
+    near_duplicates: list[list[str]]  # the ids of each near-duplicate group that is not one exact group
     resized: int
     color_modes: dict[str, int]
     formats: dict[str, int]
@@ -111,7 +119,7 @@ class Dataset:
 
 def dataset_object(summary: DatasetSummary) -> DatasetObject:
     """The `dataset` object of comparison.json, taken from a dataset summary."""
-    return {key: summary[key] for key in DatasetObject.__required_keys__}
+    return {key: summary[key] for key in DatasetObject.__annotations__ if key in summary}
 
 
 def open_dataset(path: Path, what: str = "--dataset") -> Dataset:
@@ -120,7 +128,7 @@ def open_dataset(path: Path, what: str = "--dataset") -> Dataset:
     summary = read_json(path / SUMMARY_FILE, KIND.command)
     index = pd.read_csv(
         path / INDEX_FILE,
-        dtype={"id": str, "class_name": str, "mode": str, "format": str},
+        dtype={"id": str, "class_name": str, "mode": str, "format": str, "phash": str},
         keep_default_na=False,
     )
     pixels = np.load(path / PIXELS_FILE, mmap_mode="r")

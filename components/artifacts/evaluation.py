@@ -30,11 +30,16 @@ from components.core.classes import CLASS_NAMES
 from components.core.errors import CxrError
 from components.core.files import read_json, write_json, write_text
 from components.core.metrics import MetricBlock, compute_metrics
+from components.core.statistics import variant_statistics
 
 PREDICTIONS_FILE = "predictions.csv"
 METRICS_FILE = "metrics.json"
 DATASET_FILE = "dataset.json"
-KIND = ArtifactKind("evaluation", 1, "evaluate", (PREDICTIONS_FILE, METRICS_FILE, DATASET_FILE))
+SPLIT_FILE = "split.json"
+GRADCAM_FILE = "gradcam.npz"
+KIND = ArtifactKind(
+    "evaluation", 2, "evaluate", (PREDICTIONS_FILE, METRICS_FILE, DATASET_FILE, SPLIT_FILE, GRADCAM_FILE)
+)
 PROB_COLUMNS: tuple[str, ...] = tuple(f"prob_{name}" for name in CLASS_NAMES)
 PREDICTION_COLUMNS: tuple[str, ...] = ("id", "true_class", "predicted_class", *PROB_COLUMNS)
 
@@ -52,9 +57,22 @@ UI_METRICS = (
 class VariantEntry(TrainSummary, MetricBlock):
     """metrics.json, and one `variants[]` entry of comparison.json (extra train.json keys ride along)."""
 
+    statistics: dict  # core/statistics.py variant_statistics: intervals, COVID_vs_rest, roc, calibration
     history: History
     eval_side: str  # "test", or "val" when the split has no test side
     split_fingerprint: str
+
+
+@dataclass(frozen=True)
+class GradCam:
+    """Grad-CAM heat maps of a few evaluated images (core/gradcam.py), with what the report shows of them."""
+
+    ids: list[str]
+    y_true: np.ndarray  # class indices
+    y_pred: np.ndarray
+    confidence: np.ndarray  # the predicted class's probability
+    images: np.ndarray  # uint8 (n, side, side): the stored pixels at display size
+    heatmaps: np.ndarray  # float32 (n, h, w) in [0, 1], for the predicted class
 
 
 @dataclass(frozen=True)
@@ -64,6 +82,23 @@ class Evaluation:
     path: Path
     entry: VariantEntry
     dataset: DatasetObject
+    split: dict  # the split's summary.json
+
+    def predictions(self) -> Predictions:
+        """The predictions every number came from."""
+        return load_predictions(self.path / PREDICTIONS_FILE)
+
+    def gradcam(self) -> GradCam:
+        """The Grad-CAM examples."""
+        with np.load(self.path / GRADCAM_FILE) as data:
+            return GradCam(
+                data["ids"].tolist(),
+                data["y_true"],
+                data["y_pred"],
+                data["confidence"],
+                data["images"],
+                data["heatmaps"],
+            )
 
 
 def write_predictions(path: Path, ids: list[str], y_true, probabilities) -> None:
@@ -129,13 +164,37 @@ def read_predictions(path: Path) -> pd.DataFrame:
     return frame
 
 
-def metrics_from_predictions(path: Path) -> MetricBlock:
-    """The metric block of a variant entry, computed from a predictions.csv alone."""
+@dataclass(frozen=True)
+class Predictions:
+    """A predictions.csv as arrays."""
+
+    ids: list[str]
+    y_true: np.ndarray  # class indices
+    probabilities: np.ndarray  # (images, classes), CLASS_NAMES order
+
+    @property
+    def y_pred(self) -> np.ndarray:
+        """The predicted class indices (the probabilities' argmax)."""
+        return self.probabilities.argmax(axis=1)
+
+
+def load_predictions(path: Path) -> Predictions:
+    """Reads and checks a predictions.csv into arrays."""
     frame = read_predictions(path)
     index = {name: k for k, name in enumerate(CLASS_NAMES)}
-    return compute_metrics(
-        frame["true_class"].map(index).to_numpy(), frame["predicted_class"].map(index).to_numpy()
+    return Predictions(
+        frame["id"].tolist(),
+        frame["true_class"].map(index).to_numpy(),
+        frame[list(PROB_COLUMNS)].to_numpy(dtype=np.float64),
     )
+
+
+def metrics_from_predictions(path: Path) -> MetricBlock:
+    """The metric block of a variant entry and its statistics, computed from a predictions.csv alone."""
+    predictions = load_predictions(path)
+    return compute_metrics(predictions.y_true, predictions.y_pred) | {
+        "statistics": variant_statistics(predictions.y_true, predictions.probabilities, CLASS_NAMES)
+    }
 
 
 def write_evaluation(
@@ -149,6 +208,8 @@ def write_evaluation(
     eval_side: str,
     split_fingerprint: str,
     dataset: DatasetObject,
+    split: dict,
+    gradcam: GradCam,
 ) -> VariantEntry:
     """Writes an evaluation folder; every metric comes from the predictions file written first.
 
@@ -162,6 +223,8 @@ def write_evaluation(
         eval_side: the side that was scored ("test" or "val").
         split_fingerprint: the fingerprint of the split the ids come from.
         dataset: the `dataset` object of the dataset the ids come from.
+        split: the split's summary.json (the report's data audit reads it).
+        gradcam: heat maps of a few of the evaluated images.
 
     Returns:
         The entry written to metrics.json.
@@ -176,6 +239,16 @@ def write_evaluation(
     entry |= {key: value for key, value in train.items() if key not in entry}
     write_json(out_dir / METRICS_FILE, entry)
     write_json(out_dir / DATASET_FILE, dataset)
+    write_json(out_dir / SPLIT_FILE, split)
+    np.savez_compressed(
+        out_dir / GRADCAM_FILE,
+        ids=np.array(gradcam.ids),
+        y_true=gradcam.y_true,
+        y_pred=gradcam.y_pred,
+        confidence=gradcam.confidence,
+        images=gradcam.images,
+        heatmaps=gradcam.heatmaps,
+    )
     KIND.write_manifest(out_dir)
     return entry
 
@@ -185,14 +258,26 @@ def read_evaluation(folder: Path, what: str = "--evaluation") -> Evaluation:
     folder = KIND.check(folder, what)
     entry = read_json(folder / METRICS_FILE, KIND.command)
     _check_entry(entry, folder)
-    return Evaluation(folder, entry, read_json(folder / DATASET_FILE, KIND.command))
+    return Evaluation(
+        folder,
+        entry,
+        read_json(folder / DATASET_FILE, KIND.command),
+        read_json(folder / SPLIT_FILE, KIND.command),
+    )
 
 
 def ui_metrics(entry: VariantEntry, prefix: str = "") -> dict[str, float]:
-    """The UI scalars (UI_METRICS) of an entry, keyed `<prefix>_<metric>` when a prefix is given."""
+    """The UI scalars (UI_METRICS) of an entry, keyed `<prefix>_<metric>` when a prefix is given.
+
+    An undefined value (no COVID image evaluated, say) is left out: a Metrics artifact takes numbers only.
+    """
     covid = entry["per_class"]["COVID"]
     values = dict(entry, covid_sensitivity=covid["recall"], covid_specificity=covid["specificity"])
-    return {f"{prefix}_{name}" if prefix else name: float(values[name]) for name in UI_METRICS}
+    return {
+        f"{prefix}_{name}" if prefix else name: float(values[name])
+        for name in UI_METRICS
+        if values[name] is not None
+    }
 
 
 def _check_entry(entry, folder: Path) -> None:
@@ -230,7 +315,7 @@ def _check_entry(entry, folder: Path) -> None:
         if per_class[name].get("support") != sum(matrix[k]):
             raise CxrError(f"{path}: support of {name} is not the row sum of the confusion matrix; {fix}")
     recomputed = metrics_from_predictions(folder / PREDICTIONS_FILE)
-    for key in MetricBlock.__annotations__:
+    for key in (*MetricBlock.__annotations__, "statistics"):
         if not _same(entry[key], recomputed[key]):
             raise CxrError(f"{path}: {key} disagrees with {folder / PREDICTIONS_FILE}; {fix}")
 

@@ -52,6 +52,11 @@ class TrainRecord(TrainSummary, total=False):
 
     epoch_seconds: list[float]
     weights_sha256: str | None  # of the backbone weights file loaded (None: imagenet via Keras, or none)
+    demo_weights: bool  # the offline demo backbone: says nothing about ImageNet features
+    head_units: list[int]
+    dropout: float
+    resize: str  # how stored pixels reach the model's size: "area"
+    departures_from_study: dict[str, str]  # core/study.py DEPARTURES
     image_size: int
     batch_size: int
     learning_rate: float

@@ -19,7 +19,7 @@ from components.core.files import read_json, write_json, write_text
 
 SIDES = ("train", "val", "test")
 SUMMARY_FILE = "summary.json"
-KIND = ArtifactKind("split", 1, "split", (SUMMARY_FILE, *(f"{side}.txt" for side in SIDES)))
+KIND = ArtifactKind("split", 2, "split", (SUMMARY_FILE, *(f"{side}.txt" for side in SIDES)))
 
 
 class SplitSummary(TypedDict):
@@ -33,6 +33,9 @@ class SplitSummary(TypedDict):
     counts: dict[str, int]  # side → images
     per_class: dict[str, dict[str, int]]  # side → class → images
     duplicate_groups_kept_together: int
+    groups_across_sides: dict[str, int]  # exact / near-duplicate groups with images on two sides: 0
+    cross_class_duplicates: str  # the policy: "exclude" or "keep"
+    excluded: list[dict]  # {"id", "class_name", "duplicate_group"} of each image left out of every side
 
 
 @dataclass(frozen=True)

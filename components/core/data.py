@@ -91,11 +91,19 @@ def steps_per_epoch(n: int, batch_size: int) -> int:
     return -(-n // batch_size)
 
 
-def eval_batches(
-    dataset: Dataset, rows: np.ndarray, *, image_size: int, batch_size: int, labels: np.ndarray | None = None
+def pixel_batches(
+    pixels: np.ndarray,
+    rows: np.ndarray,
+    *,
+    image_size: int,
+    batch_size: int,
+    labels: np.ndarray | None = None,
 ) -> tf.data.Dataset:
-    """Batches of the given rows in the given order (images, or (images, labels) when labels are given)."""
-    load = _batch_loader(dataset.pixels, image_size)
+    """Batches of pixels[rows] in the given order, loaded and resized ahead of the model.
+
+    Images, or (images, labels) when labels are given.
+    """
+    load = _batch_loader(pixels, image_size)
     parallel = tf.data.AUTOTUNE
     if labels is None:
         ds = tf.data.Dataset.from_tensor_slices(rows).batch(batch_size).map(load, num_parallel_calls=parallel)
@@ -103,6 +111,13 @@ def eval_batches(
         ds = tf.data.Dataset.from_tensor_slices((rows, labels)).batch(batch_size)
         ds = ds.map(lambda r, y: (load(r), y), num_parallel_calls=parallel)
     return ds.prefetch(2)
+
+
+def eval_batches(
+    dataset: Dataset, rows: np.ndarray, *, image_size: int, batch_size: int, labels: np.ndarray | None = None
+) -> tf.data.Dataset:
+    """pixel_batches of an ingested dataset's rows."""
+    return pixel_batches(dataset.pixels, rows, image_size=image_size, batch_size=batch_size, labels=labels)
 
 
 def predict_probabilities(model, dataset: Dataset, rows: np.ndarray, batch_size: int = 64) -> np.ndarray:

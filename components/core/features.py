@@ -26,14 +26,13 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from components.core.data import resize_pixels
+from components.core.data import pixel_batches
 from components.core.model import Backbone, mobilenet_input
 from components.core.progress import Progress
 from components.core.training import device_strategy
 
 PREFIX_LAYER = "block_16_depthwise_relu"
 TAIL_LAYERS = ("block_16_project", "block_16_project_BN", "Conv_1", "Conv_1_bn", "out_relu")
-EXTRACT_CHUNK = 512  # images per prediction call while extracting (each call runs in batches)
 BRIDGE_CHUNK = 1024  # cached rows per bridge call
 _ALIGN = 64  # TensorFlow shares a host buffer only at this alignment
 
@@ -148,16 +147,16 @@ def extract_features(
         if isinstance(weights, list):
             backbone.set_weights(weights)
         prefix = prefix_model(backbone, image_size)
+    forward = tf.function(lambda images: strategy.gather(strategy.run(prefix, args=(images,)), axis=0))
+    batches = strategy.experimental_distribute_dataset(
+        pixel_batches(pixels, rows, image_size=image_size, batch_size=batch_size)
+    )
     progress = Progress(label, len(rows))
     started = time.perf_counter()
-    for start in range(0, len(rows), EXTRACT_CHUNK):
-        chunk = rows[start : start + EXTRACT_CHUNK]
-        order = np.argsort(chunk, kind="stable")  # memory-map reads are fastest in ascending order
-        batch = np.empty((len(chunk), *pixels.shape[1:]), dtype=np.uint8)
-        batch[order] = pixels[chunk[order]]
-        features = prefix.predict(resize_pixels(batch, image_size), batch_size=batch_size, verbose=0)
-        write(np.asarray(features, dtype=np.float32))
-        progress.advance(len(chunk))
+    for images in batches:
+        features = np.asarray(forward(images), dtype=np.float32)
+        write(features)
+        progress.advance(len(features))
     return time.perf_counter() - started
 
 

@@ -10,19 +10,19 @@ from __future__ import annotations
 from typing import TypedDict
 
 import numpy as np
-from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support
 from sklearn.metrics import confusion_matrix as sk_confusion_matrix
 
 from components.core.classes import CLASS_NAMES
+from components.core.statistics import matrix_metrics
 
 
 class ClassMetrics(TypedDict):
-    """One class's scores, one-vs-rest."""
+    """One class's scores, one-vs-rest; None where undefined (see compute_metrics)."""
 
-    precision: float
-    recall: float
-    f1: float
-    specificity: float
+    precision: float | None
+    recall: float | None
+    f1: float | None
+    specificity: float | None
     support: int
 
 
@@ -40,7 +40,9 @@ class MetricBlock(TypedDict):
 def compute_metrics(y_true, y_pred) -> MetricBlock:
     """Accuracy, F1 averages, per-class scores and the confusion matrix of one set of predictions.
 
-    All four classes are always reported (a class absent from the data gets zeros, never an error).
+    All four classes are always reported. An undefined value is None, never 0 (core/statistics.py
+    matrix_metrics: no recall for a class without images, no specificity without negatives, no
+    precision for a class never predicted); macro-F1 averages the classes that have images.
 
     Args:
         y_true: true class indices (positions in CLASS_NAMES).
@@ -63,30 +65,24 @@ def compute_metrics(y_true, y_pred) -> MetricBlock:
             raise ValueError(f"{name} holds class indices outside 0..{len(labels) - 1}")
 
     cm = sk_confusion_matrix(y_true, y_pred, labels=labels)
-    precision, recall, f1, support = precision_recall_fscore_support(
-        y_true, y_pred, labels=labels, zero_division=0
-    )
-    total = int(cm.sum())
-    per_class = {}
-    for k, name in enumerate(CLASS_NAMES):
-        false_positives = int(cm[:, k].sum() - cm[k, k])
-        true_negatives = total - int(cm[k, :].sum()) - false_positives
-        negatives = true_negatives + false_positives
-        per_class[name] = {
-            "precision": float(precision[k]),
-            "recall": float(recall[k]),
-            "f1": float(f1[k]),
-            "specificity": true_negatives / negatives if negatives else 0.0,
-            "support": int(support[k]),
-        }
+    m = matrix_metrics(cm)
+    per_class = {
+        name: {key: _defined(m[key][k]) for key in ("precision", "recall", "f1", "specificity")}
+        | {"support": int(cm[k].sum())}
+        for k, name in enumerate(CLASS_NAMES)
+    }
     return {
-        "n_eval": total,
-        "accuracy": float(accuracy_score(y_true, y_pred)),
-        "macro_f1": float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
-        "weighted_f1": float(f1_score(y_true, y_pred, labels=labels, average="weighted", zero_division=0)),
+        "n_eval": int(cm.sum()),
+        "accuracy": float(m["accuracy"]),
+        "macro_f1": float(m["macro_f1"]),
+        "weighted_f1": float(m["weighted_f1"]),
         "per_class": per_class,
         "confusion_matrix": cm.astype(int).tolist(),
     }
+
+
+def _defined(value) -> float | None:
+    return None if np.isnan(value) else float(value)
 
 
 def labels_from_confusion_matrix(matrix) -> tuple[np.ndarray, np.ndarray]:

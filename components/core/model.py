@@ -16,12 +16,11 @@ from pathlib import Path
 
 import keras
 
+from components.core import study
 from components.core.classes import CLASS_NAMES
 from components.core.errors import CxrError
 from components.core.variants import Variant
 
-HEAD_UNITS = (256, 128)
-HEAD_DROPOUT = 0.3
 IMAGENET_NO_TOP_FILE = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
 
 
@@ -30,8 +29,8 @@ def build_model(
     *,
     image_size: int = 224,
     weights: str | None = "imagenet",
-    head_units: tuple[int, ...] = HEAD_UNITS,
-    dropout: float = HEAD_DROPOUT,
+    head_units: tuple[int, ...] = study.HEAD_UNITS,
+    dropout: float = study.HEAD_DROPOUT,
 ) -> keras.Model:
     """MobileNetV2 + head with exactly the variant's layers trainable.
 

@@ -1,8 +1,9 @@
-"""Report figures (confusion matrix, training curves) as inline-ready SVG strings.
+"""Report figures, drawn headless: inline-ready SVG strings and small PNG panels.
 
-Figures are drawn headless on matplotlib's Agg canvas and saved as SVG with text kept as <text>
-elements, no date stamp and element ids salted per figure, so several figures can share one HTML
-page and the same input always gives the same bytes.
+Confusion matrices, training curves, ROC curves and reliability diagrams are SVG; Grad-CAM panels
+are PNG (heat maps are pictures: thousands of SVG cells would not do). SVG figures come from
+matplotlib's Agg canvas with text kept as <text> elements, no date stamp and element ids salted per
+figure, so several figures can share one HTML page and the same input always gives the same bytes.
 """
 
 from __future__ import annotations
@@ -104,6 +105,110 @@ def training_curves_svg(history: dict, title: str, *, salt: str) -> str:
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return _svg(fig, salt)
+
+
+CLASS_COLORS = ("#d62728", "#ff7f0e", "#2ca02c", "#9467bd")  # CLASS_NAMES order
+
+
+def roc_curves_svg(roc: dict, title: str, *, salt: str) -> str:
+    """One-vs-rest ROC curves of one variant, one line per class with its AUC in the legend.
+
+    Args:
+        roc: class name → {"auc", "interval", "fpr", "tpr"} (core/statistics.py roc_summary).
+        title: the figure title.
+        salt: a string unique to this figure within a page.
+    """
+    fig = _figure(3.6, 3.4)
+    ax = fig.add_subplot()
+    ax.plot([0, 1], [0, 1], color="#999999", linewidth=0.8, linestyle=":")
+    for (name, curve), color in zip(roc.items(), CLASS_COLORS, strict=False):
+        if curve["auc"] is None:
+            continue
+        ax.plot(curve["fpr"], curve["tpr"], color=color, linewidth=1.5, label=f"{name} {curve['auc']:.3f}")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.01)
+    ax.set_xlabel("false-positive rate (1 − specificity)")
+    ax.set_ylabel("true-positive rate (sensitivity)")
+    ax.legend(fontsize=7, frameon=False, loc="lower right", title="AUC", title_fontsize=7)
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return _svg(fig, salt)
+
+
+def reliability_svg(calibration: dict, title: str, *, salt: str) -> str:
+    """A reliability diagram: accuracy against mean confidence per confidence bin, bar width = bin.
+
+    Args:
+        calibration: core/statistics.py calibration() of one variant.
+        title: the figure title.
+        salt: a string unique to this figure within a page.
+    """
+    fig = _figure(3.6, 3.4)
+    ax = fig.add_subplot()
+    ax.plot([0, 1], [0, 1], color="#999999", linewidth=0.8, linestyle=":", label="perfect")
+    bins = calibration["reliability"]
+    ax.bar(
+        [b["low"] for b in bins],
+        [b["accuracy"] for b in bins],
+        width=[b["high"] - b["low"] for b in bins],
+        align="edge",
+        color=TRAIN_COLOR,
+        alpha=0.75,
+        edgecolor="white",
+        label="accuracy",
+    )
+    ax.plot(
+        [b["confidence"] for b in bins],
+        [b["accuracy"] for b in bins],
+        "o",
+        color=VAL_COLOR,
+        markersize=3,
+        label="mean confidence",
+    )
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.01)
+    ax.set_xlabel(f"top-class probability ({calibration['bins']} bins)")
+    ax.set_ylabel("accuracy")
+    ax.legend(fontsize=7, frameon=False, loc="upper left")
+    ax.set_title(f"{title}\nECE {calibration['ece']:.3f}, Brier {calibration['brier']:.3f}", fontsize=9)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return _svg(fig, salt)
+
+
+def gradcam_png(images, heatmaps, captions: list[str], title: str) -> bytes:
+    """A panel of images with their Grad-CAM heat maps overlaid, as a small PNG.
+
+    Args:
+        images: uint8 (n, side, side) grayscale images.
+        heatmaps: (n, h, w) heat maps in [0, 1], stretched over each image.
+        captions: one line under each image.
+        title: the panel title.
+    """
+    columns = min(4, max(1, len(images)))
+    rows = max(1, -(-len(images) // columns))
+    fig = _figure(1.9 * columns, 2.1 * rows + 0.3)
+    for i, (image, heatmap, caption) in enumerate(zip(images, heatmaps, captions, strict=True)):
+        ax = fig.add_subplot(rows, columns, i + 1)
+        side = image.shape[0]
+        ax.imshow(image, cmap="gray", vmin=0, vmax=255, extent=(0, side, side, 0))
+        ax.imshow(
+            heatmap,
+            cmap="jet",
+            alpha=0.4,
+            vmin=0,
+            vmax=1,
+            extent=(0, side, side, 0),
+            interpolation="bilinear",
+        )
+        ax.set_title(caption, fontsize=7)
+        ax.axis("off")
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=72, metadata={"Software": None})
+    return buffer.getvalue()
 
 
 def _figure(width: float, height: float) -> Figure:

@@ -8,6 +8,7 @@ table fallback, or a pointer to the HTML page when a figure has none.
 
 from __future__ import annotations
 
+import base64
 import html
 from dataclasses import dataclass, field
 
@@ -24,7 +25,7 @@ Inline = str | Strong
 
 @dataclass(frozen=True)
 class Paragraph:
-    """Text; `style` is "" (plain), "callout" (the verdict box) or "muted" (notes)."""
+    """Text; `style`: "" (plain), "callout" (the verdict), "warning" (what the run cannot tell), "muted"."""
 
     parts: tuple[Inline, ...]
     style: str = ""
@@ -55,13 +56,14 @@ class BulletList:
 
 @dataclass(frozen=True)
 class Figure:
-    """An inline SVG; Markdown shows `fallback` (a table) under the caption instead, when given."""
+    """An inline SVG (or a small PNG); Markdown shows `fallback` (a table) under the caption, when given."""
 
     svg: str
     caption: str
     css_class: str
     data: dict[str, str] = field(default_factory=dict)  # data-* attributes, for tests and styling
     fallback: Table | None = None
+    png: bytes = b""  # a picture in place of the SVG (embedded as a data: URI)
 
 
 @dataclass(frozen=True)
@@ -101,7 +103,7 @@ class Document:
 
 
 def to_markdown(doc: Document) -> str:
-    """The document as Markdown (GitHub flavour: pipe tables)."""
+    """The document as Markdown (GitHub flavour: pipe tables; figures as their table or a pointer)."""
     parts = [f"# {doc.title}", *(_md_block(b) for b in doc.lead)]
     for section in doc.sections:
         parts += _md_section(section, level=2)
@@ -117,13 +119,19 @@ def _md_section(section: Section, level: int) -> list[str]:
 
 
 def _md_inline(parts: tuple[Inline, ...]) -> str:
-    return "".join(f"**{p.text}**" if isinstance(p, Strong) else p for p in parts)
+    return "".join(_md_strong(p.text) if isinstance(p, Strong) else p for p in parts)
+
+
+def _md_strong(text: str) -> str:
+    # Markdown closes no emphasis after a space ("**Verdict: **x" stays literal): keep spaces outside.
+    core = text.strip()
+    return text[: len(text) - len(text.lstrip())] + f"**{core}**" + text[len(text.rstrip()) :]
 
 
 def _md_block(block: Block) -> str:
     if isinstance(block, Paragraph):
         text = _md_inline(block.parts)
-        return f"> {text}" if block.style == "callout" else text
+        return f"> {text}" if block.style in ("callout", "warning") else text
     if isinstance(block, BulletList):
         return "\n".join(f"- {_md_inline(item)}" for item in block.items)
     if isinstance(block, Table):
@@ -165,11 +173,12 @@ tr.highlight td { background: #fff4c2; font-weight: 600; }
 .badge { display: inline-block; background: #b45309; color: #fff; border-radius: 3px; padding: 0 5px;
          font-size: 0.75em; margin-left: 4px; vertical-align: middle; }
 .callout { background: #fff4c2; border-left: 5px solid #b45309; padding: 8px 12px; margin: 12px 0; }
+.warning { background: #fde8e8; border-left: 5px solid #b91c1c; padding: 8px 12px; margin: 12px 0; }
 .reference { background: #f5f7fa; border: 1px dashed #8a94a6; padding: 4px 14px 10px; margin-top: 1.8em; }
 .reference h2 { border-bottom: none; margin-top: 0.6em; }
 .figures { display: flex; flex-wrap: wrap; gap: 16px; }
 figure { margin: 0; }
-figure svg { max-width: 100%; height: auto; }
+figure svg, figure img { max-width: 100%; height: auto; }
 .muted { color: #666; font-size: 0.9em; }
 nav a { margin-right: 12px; }
 """
@@ -228,7 +237,11 @@ def _html_block(block: Block) -> str:
         figures = []
         for f in block.figures:
             data = "".join(f' data-{html.escape(k)}="{html.escape(v)}"' for k, v in f.data.items())
-            figures.append(f'<figure class="{html.escape(f.css_class)}"{data}>{f.svg}</figure>')
+            body = f.svg
+            if f.png:
+                encoded = base64.b64encode(f.png).decode()
+                body = f'<img alt="{html.escape(f.caption)}" src="data:image/png;base64,{encoded}">'
+            figures.append(f'<figure class="{html.escape(f.css_class)}"{data}>{body}</figure>')
         return f'<div class="figures">{"".join(figures)}</div>'
     raise TypeError(f"unknown block {type(block).__name__}")
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import hashlib
 import os
 import tempfile
 import threading
@@ -49,6 +50,10 @@ class Source(abc.ABC):
     @abc.abstractmethod
     def location(self, rel: str) -> str:
         """Where the file was read, for index.csv's source_path."""
+
+    def checksum(self, rel: str) -> str:
+        """A checksum of the file's bytes that the source has without a download (its sha256 by default)."""
+        return hashlib.sha256(self.read(rel)).hexdigest()
 
     def close(self) -> None:  # noqa: B027 (optional hook)
         """Releases what the source holds open (a zip archive); a no-op for folders."""
@@ -144,6 +149,10 @@ class _ZipSource(Source):
         except (RuntimeError, NotImplementedError) as exc:
             raise ImageSkip(images.NOT_AN_IMAGE, f"zip member cannot be read ({exc})") from exc
 
+    def checksum(self, rel: str) -> str:
+        """The member's CRC-32 from the archive's directory."""
+        return f"crc32:{self.members[rel].CRC:08x}"
+
     def location(self, rel: str) -> str:
         return f"{self.prefix}!/{self.members[rel].filename}"
 
@@ -165,19 +174,30 @@ class _GcsSource(Source):
 
     def prepare(self, rels: list[str], workers: int) -> None:
         # Local names are numbers: object names may hold characters or '..' a file system refuses.
-        self.local = {rel: self.tmp / f"{i:07d}" for i, rel in enumerate(rels)}
+        wanted = {
+            rel: self.tmp / f"{len(self.local) + i:07d}"
+            for i, rel in enumerate(r for r in rels if r not in self.local)
+        }
         storage.download_objects(
-            [self.objects[r] for r in rels],
-            list(self.local.values()),
+            [self.objects[r] for r in wanted],
+            list(wanted.values()),
             workers=workers,
             label="ingest: download",
         )
+        self.local |= wanted
 
     def read(self, rel: str) -> bytes:
+        if rel not in self.local:  # a file ingest reads besides the images (the readme)
+            self.prepare([rel], workers=1)
         return self.local[rel].read_bytes()
 
     def open(self, rel: str):
         return open(self.local[rel], "rb")
+
+    def checksum(self, rel: str) -> str:
+        """The object's CRC32C (or MD5) from its metadata: listing, no download."""
+        obj = self.objects[rel]
+        return f"crc32c:{obj.crc32c}" if obj.crc32c else f"md5:{obj.md5_hash}:{obj.generation}"
 
     def location(self, rel: str) -> str:
         return self.objects[rel].uri
@@ -237,3 +257,23 @@ def open_source(source: str, workers: int, exclude: Path | None = None) -> Itera
                 )
         stack.callback(src.close)
         yield src
+
+
+def listing_fingerprint(source: str) -> dict:
+    """A cache key for a source's images without ingesting it.
+
+    sha256 over the sorted (path, size, checksum) of every */images/* file: a gs:// source is only
+    listed (object CRC32C), a .zip only read for its directory, a folder's files are hashed. It changes
+    whenever an image is added, removed or altered.
+
+    Returns:
+        {"source", "fingerprint", "files"}.
+    """
+    with open_source(source, workers=8) as src:
+        files = [(rel, size) for rel, size in src.entries() if "/images/" in f"/{rel.lower()}"]
+        digest = hashlib.sha256()
+        for rel, size in sorted(files):
+            digest.update(f"{rel}\t{size}\t{src.checksum(rel)}\n".encode())
+    if not files:
+        raise CxrError(f"--source {source}: no */images/* files to fingerprint; check the path")
+    return {"source": source, "fingerprint": f"listing:{digest.hexdigest()}", "files": len(files)}

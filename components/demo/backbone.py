@@ -91,8 +91,21 @@ def make_demo_weights(out_file: Path, image_size: int = 64, seed: int = 0) -> Pa
     tmp = out_file.with_name(f".{out_file.name}.tmp-{os.getpid()}")
     shutil.copyfile(cached, tmp)
     tmp.replace(out_file)
+    demo_marker(out_file).write_text(f"cxr-kfp demo backbone v{DEMO_WEIGHTS_VERSION}\n")
     log(f"demo-weights: wrote {out_file}")
     return out_file
+
+
+def demo_marker(weights_file: Path) -> Path:
+    """The sidecar that marks a weights file as the demo backbone (reports say demo runs are demos)."""
+    return Path(weights_file).with_name(Path(weights_file).name + ".demo")
+
+
+def is_demo_weights(weights: str | None) -> bool:
+    """True for the demo backbone: the "demo" setting or a file make_demo_weights wrote."""
+    if weights in (None, "imagenet", "none"):
+        return False
+    return weights == "demo" or demo_marker(Path(weights)).is_file()
 
 
 def demo_backbone_file(image_size: int, seed: int = 0) -> Path:
