@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from components.artifacts.dataset import Dataset, dataset_object, open_dataset
+from components.artifacts.evaluation import KIND as EVALUATION_KIND
 from components.artifacts.evaluation import GradCam, VariantEntry, write_evaluation
 from components.artifacts.features import open_features
 from components.artifacts.model import ModelFolder, read_model_folder
@@ -23,6 +24,7 @@ GRADCAM_SEED = 7
 GRADCAM_DISPLAY_SIZE = 128
 
 
+@EVALUATION_KIND.cleans_up
 def evaluate(
     dataset_dir: Path,
     split_dir: Path,
@@ -49,9 +51,17 @@ def evaluate(
     """
     if batch_size < 1:
         raise CxrError(f"--batch-size must be at least 1, got {batch_size}")
+    inputs = [
+        ("--dataset", dataset_dir),
+        ("--split", split_dir),
+        ("--model", model_dir),
+        ("--features", features_dir),
+    ]
+    out_dir = EVALUATION_KIND.prepare_output(out_dir, inputs=inputs)
     model_folder = read_model_folder(model_dir)
     dataset = open_dataset(dataset_dir)
     split = read_split(split_dir)
+    split.check_made_from(dataset.fingerprint, dataset.path)
     _check_fingerprints(dataset.fingerprint, split, model_folder)
     eval_side = split.eval_side
     ids = split.sides[eval_side]
@@ -87,7 +97,7 @@ def evaluate(
         probabilities = predict_probabilities(model, dataset, rows, batch_size=batch_size)
     y_true = dataset.labels_for(rows)
     entry = write_evaluation(
-        Path(out_dir),
+        out_dir,
         ids=ids,
         y_true=y_true,
         probabilities=probabilities,
@@ -107,13 +117,7 @@ def evaluate(
 
 
 def _check_fingerprints(dataset_fingerprint: str | None, split: Split, model: ModelFolder) -> None:
-    """Refuses a split of another dataset, or a split other than the one the model was trained on."""
-    made_from = split.summary.get("dataset_fingerprint")
-    if dataset_fingerprint and made_from and made_from != dataset_fingerprint:
-        raise CxrError(
-            f"split {split.path} was made from another dataset (fingerprint "
-            f"{made_from[:12]}…, this one {dataset_fingerprint[:12]}…); run `cxr split` on it"
-        )
+    """Refuses a split other than the one the model was trained on."""
     trained_on = model.record.get("dataset_fingerprint")
     if dataset_fingerprint and trained_on and trained_on != dataset_fingerprint:
         log(f"evaluate: note: {model.path} was trained on another dataset (fingerprint {trained_on[:12]}…)")

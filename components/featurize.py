@@ -11,6 +11,7 @@ import numpy as np
 
 from components.artifacts.dataset import open_dataset
 from components.artifacts.features import DEFAULT_DTYPE, FeaturesSummary, FeaturesWriter
+from components.artifacts.features import KIND as FEATURES_KIND
 from components.core import study
 from components.core.checks import check_training_settings
 from components.core.features import PREFIX_LAYER, extract_features, prefix_shape
@@ -18,6 +19,7 @@ from components.core.model import resolve_weights, weights_file_sha256
 from components.core.progress import log
 
 
+@FEATURES_KIND.cleans_up
 def featurize(
     dataset_dir: Path,
     out_dir: Path,
@@ -45,6 +47,7 @@ def featurize(
         The summary written to features.json.
     """
     check_training_settings(1, batch_size, image_size)
+    out_dir = FEATURES_KIND.prepare_output(out_dir, inputs=[("--dataset", dataset_dir)])
     dataset = open_dataset(dataset_dir)
     resolved = (
         str(weights_file)
@@ -57,7 +60,7 @@ def featurize(
         f"featurize: {shape[0]} images at {image_size}px through MobileNetV2 up to {PREFIX_LAYER} "
         f"({'x'.join(map(str, shape[1:]))} {dtype} each, {gigabytes:.2f} GB)"
     )
-    writer = FeaturesWriter(Path(out_dir), shape, dtype)
+    writer = FeaturesWriter(out_dir, shape, dtype)
     try:
         seconds = extract_features(
             resolved, image_size, dataset.pixels, np.arange(shape[0]), writer.write, batch_size=batch_size

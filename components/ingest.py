@@ -38,6 +38,7 @@ import numpy as np
 import pandas as pd
 
 from components.artifacts.dataset import INDEX_COLUMNS, PIXELS_FILE, DatasetSummary, publish_dataset
+from components.artifacts.dataset import KIND as DATASET_KIND
 from components.core import images
 from components.core.checks import MAX_STORED_SIZE, check_whole_number
 from components.core.classes import CLASS_NAMES, class_for_folder, class_index
@@ -48,9 +49,10 @@ from components.core.duplicates import (
     perceptual_hash,
 )
 from components.core.errors import CxrError
+from components.core.files import temp_path
 from components.core.images import ImageSkip
 from components.core.progress import Progress, log
-from components.core.sources import Source, open_source
+from components.core.sources import Source, local_path, open_source
 from components.demo.kaggle_layout import README_MARKER, README_NAME
 
 # A file (or zip member, by its uncompressed size) over this is refused unread: the zip-bomb guard.
@@ -60,7 +62,6 @@ JUNK_NAMES = frozenset({".ds_store", "thumbs.db", "desktop.ini"})
 METADATA_SUFFIXES = (".xlsx", ".xls", ".csv")
 SHOW_SKIPPED = 20
 EXPECTED_LAYOUT = "CLASS/images/*.png, CLASS one of " + ", ".join(CLASS_NAMES)
-_PARTIAL = ".partial"
 _COPY_ROWS = 256
 
 
@@ -72,6 +73,7 @@ class _Candidate:
     header: images.Header | None = None
 
 
+@DATASET_KIND.cleans_up
 def ingest(
     source: str | os.PathLike,
     out_dir: Path,
@@ -102,9 +104,12 @@ def ingest(
     """
     _check_parameters(stored_size, max_pixels, workers, max_file_bytes)
     source_text = os.fspath(source)
-    out_dir = Path(out_dir)
+    if not source_text.strip():
+        raise CxrError("--source is empty: give a dataset folder, a .zip, gs://BUCKET/PREFIX or demo:N")
+    local = local_path(source_text)
+    out_dir = DATASET_KIND.prepare_output(out_dir, inputs=[("--source", local)] if local else [])
     with contextlib.ExitStack() as stack:
-        src = stack.enter_context(open_source(source_text, workers, exclude=out_dir))
+        src = stack.enter_context(open_source(source_text, workers))
         entries = src.entries()
         candidates, skipped, ignored = _classify(entries, max_file_bytes)
         synthetic = _is_synthetic(src, entries, candidates)
@@ -123,7 +128,7 @@ def ingest(
     index = _index(records)
     summary = _summary(source_text, index, skipped, ignored, size, synthetic)
     _report(summary)
-    publish_dataset(out_dir, index, summary, out_dir / (PIXELS_FILE + _PARTIAL))
+    publish_dataset(out_dir, index, summary, temp_path(out_dir / PIXELS_FILE))
     return summary
 
 
@@ -159,6 +164,14 @@ def _classify(
         name, folders = parts[-1], [p.lower() for p in parts[:-1]]
         if name.lower() in JUNK_NAMES or name.startswith("._") or "__macosx" in folders:
             ignored["os_junk"] += 1
+        elif folders and folders[-1] == "images" and not _name_round_trips(rel):
+            skipped.append(
+                _skip(
+                    _printable(rel),
+                    images.BAD_NAME,
+                    "the path is not valid UTF-8 or holds control characters; rename the file",
+                )
+            )
         elif folders and folders[-1] == "images":
             class_name = class_for_folder(parts[-3]) if len(parts) >= 3 else None
             if class_name is None:
@@ -194,6 +207,21 @@ def _classify(
             "point --source at one dataset folder"
         )
     return candidates, skipped, ignored
+
+
+def _name_round_trips(rel: str) -> bool:
+    """True when a path survives our UTF-8 CSV and JSON files as it is (no undecodable bytes, no controls)."""
+    try:
+        rel.encode("utf-8")
+    except UnicodeEncodeError:  # os.walk's surrogate escapes of bytes that are not UTF-8
+        return False
+    return not any(ord(c) < 32 or ord(c) == 127 for c in rel)
+
+
+def _printable(rel: str) -> str:
+    """A path as text that round-trips: bytes that are not UTF-8 shown as hex escapes, controls escaped."""
+    text = rel.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return "".join(c if 32 <= ord(c) != 127 else c.encode("unicode_escape").decode("ascii") for c in text)
 
 
 def _is_synthetic(src: Source, entries: list[tuple[str, int]], candidates: list[_Candidate]) -> bool:
@@ -262,12 +290,11 @@ def _decode_all(
     max_pixels: int,
     workers: int,
 ) -> list[dict]:
-    """Pass 2: decodes each image once into out_dir/pixels.npy.partial; returns the index rows.
+    """Pass 2: decodes each image once into a temporary pixels file in out_dir; returns the index rows.
 
     No rows, and no pixels file, when every image fails.
     """
-    out_dir = _prepare_out_dir(out_dir)
-    partial = out_dir / (PIXELS_FILE + _PARTIAL)
+    partial = temp_path(out_dir / PIXELS_FILE)
     pixels = np.lib.format.open_memmap(
         partial, mode="w+", dtype=np.uint8, shape=(len(candidates), size, size)
     )
@@ -318,22 +345,13 @@ def _decode_all(
 def _drop_rows(path: Path, keep: list[int]) -> None:
     """Rewrites a (N, S, S) .npy keeping only the given rows, in order."""
     old = np.load(path, mmap_mode="r")
-    tmp = path.with_name(path.name + ".compact")
+    tmp = temp_path(path.with_name(path.name + ".compact"))
     new = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(keep),) + old.shape[1:])
     for start in range(0, len(keep), _COPY_ROWS):
         new[start : start + _COPY_ROWS] = old[keep[start : start + _COPY_ROWS]]
     new.flush()
     del new, old
     tmp.replace(path)
-
-
-def _prepare_out_dir(out_dir: Path) -> Path:
-    if out_dir.exists() and not out_dir.is_dir():
-        raise CxrError(f"--out {out_dir}: is a file; give a folder for the dataset")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for stale in out_dir.glob(f"*{_PARTIAL}*"):
-        stale.unlink()
-    return out_dir
 
 
 # ---------------------------------------------------------------------------------------------
@@ -430,6 +448,12 @@ def _report(summary: dict) -> None:
         f"({summary['cross_class_duplicate_groups']} across classes), near-duplicate groups: "
         f"{summary['near_duplicate_groups']}; ignored: {_ignored_text(Counter(summary['ignored']))}"
     )
+    for class_name, count in summary["per_class"].items():
+        if not count:
+            log(
+                f"warning: no images of class {class_name} (no {class_name}/images/ folder with usable "
+                "images); split refuses a dataset without all four classes"
+            )
     if summary["synthetic"]:
         log("synthetic demo data (its readme says so): results will say nothing about chest X-rays")
     _report_skipped(summary["skipped"])

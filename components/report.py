@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from components.artifacts.comparison import KIND as COMPARISON_KIND
 from components.artifacts.comparison import SCHEMA_VERSION, Comparison, ReportFiles, write_comparison
 from components.artifacts.evaluation import Evaluation, VariantEntry, read_evaluation
 from components.core.classes import CLASS_NAMES
@@ -102,6 +103,7 @@ STUDY_TEXT_NOTE = (
 MAX_LISTED = 200
 
 
+@COMPARISON_KIND.cleans_up
 def report(evaluation_dirs: list[Path], out_dir: Path) -> Comparison:
     """Compares evaluated variants and writes the report folder.
 
@@ -115,6 +117,7 @@ def report(evaluation_dirs: list[Path], out_dir: Path) -> Comparison:
     evaluation_dirs = [Path(d) for d in evaluation_dirs]
     if not evaluation_dirs:
         raise CxrError("no evaluation folders given; pass --evaluation DIR once per evaluated variant")
+    out_dir = COMPARISON_KIND.prepare_output(out_dir, inputs=[("--evaluation", d) for d in evaluation_dirs])
     evaluations = _load_evaluations(evaluation_dirs)
     comparison = build_comparison(evaluations)
     log(f"report: drawing figures for {len(evaluations)} variants")
@@ -126,7 +129,7 @@ def report(evaluation_dirs: list[Path], out_dir: Path) -> Comparison:
         html=to_html(document),
         model_card=to_markdown(model_card(comparison)),
     )
-    write_comparison(Path(out_dir), comparison, files)
+    write_comparison(out_dir, comparison, files)
     for line in console_summary(comparison):
         log(f"report: {line}")
     log(f"report: wrote {out_dir}")

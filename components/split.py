@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from components.artifacts.dataset import open_dataset
+from components.artifacts.split import KIND as SPLIT_KIND
 from components.artifacts.split import SIDES, SplitSummary, split_fingerprint, write_split
 from components.core import study
 from components.core.checks import check_fractions, check_seed
@@ -35,6 +36,7 @@ from components.core.progress import log
 CROSS_CLASS_POLICIES = ("exclude", "keep")
 
 
+@SPLIT_KIND.cleans_up
 def split(
     dataset_dir: Path,
     out_dir: Path,
@@ -61,6 +63,7 @@ def split(
     seed = check_seed(seed)
     if cross_class_duplicates not in CROSS_CLASS_POLICIES:
         raise CxrError(f"--cross-class-duplicates {cross_class_duplicates!r}: choose exclude or keep")
+    out_dir = SPLIT_KIND.prepare_output(out_dir, inputs=[("--dataset", dataset_dir)])
     dataset = open_dataset(dataset_dir)
     index = dataset.index
     names = index["class_name"].to_numpy()
@@ -92,7 +95,12 @@ def split(
     scored = "test" if test_fraction else "val"
     for name in CLASS_NAMES:
         have = counts[name]
-        if have and not (per_class["train"][name] and per_class[scored][name]):
+        if not have:
+            raise CxrError(
+                f"{dataset_dir}: class {name} has no images; the study compares all four classes "
+                f"({', '.join(CLASS_NAMES)}): ingest a source with {name}/images/"
+            )
+        if not (per_class["train"][name] and per_class[scored][name]):
             raise CxrError(
                 f"{dataset_dir}: class {name} has {have} image{'s' * (have != 1)}: too few for both "
                 f"the train and the {scored} side; ingest more images of it or leave the class out"
@@ -120,7 +128,7 @@ def split(
             {"id": ids[r], "class_name": names[r], "duplicate_group": int(exact[r])} for r in excluded_rows
         ],
     }
-    write_split(Path(out_dir), sides, summary)
+    write_split(out_dir, sides, summary)
     for side in SIDES:
         log(
             f"split: {side:5s} {summary['counts'][side]:6d}  "

@@ -17,9 +17,11 @@ import tensorflow as tf
 
 from components.artifacts.dataset import Dataset, open_dataset
 from components.artifacts.features import DEFAULT_DTYPE, open_features
-from components.artifacts.model import TrainRecord, write_model_folder
+from components.artifacts.model import CHECKPOINTS_FOLDER, TrainRecord, write_model_folder
+from components.artifacts.model import KIND as MODEL_KIND
 from components.artifacts.split import read_split
 from components.core import data, study
+from components.core.checkpoints import Checkpoints
 from components.core.checks import check_head, check_learning_rate, check_seed, check_training_settings
 from components.core.features import aligned_empty, extract_features, prefix_shape, tail_start, variant_inputs
 from components.core.model import (
@@ -35,6 +37,7 @@ from components.core.variants import get_variant
 from components.demo.backbone import is_demo_weights
 
 
+@MODEL_KIND.cleans_up
 def train(
     dataset_dir: Path,
     split_dir: Path,
@@ -55,6 +58,8 @@ def train(
     feature_dtype: str = DEFAULT_DTYPE,
     head_units: tuple[int, ...] = study.HEAD_UNITS,
     dropout: float = study.HEAD_DROPOUT,
+    checkpoints: str | Path | None = None,
+    deterministic: bool = False,
 ) -> TrainRecord:
     """Trains `variant` on the split's training ids, validating on its validation ids each epoch.
 
@@ -79,6 +84,11 @@ def train(
         feature_dtype: dtype of the features this step extracts itself ("float16" or "float32").
         head_units: sizes of the head's two hidden fully connected layers.
         dropout: dropout rate after each of them.
+        checkpoints: where to checkpoint every epoch (a folder or a gs:// prefix; default
+            out_dir/checkpoints); the same command run again resumes from the newest whole checkpoint
+            of the same settings, and the checkpoints are removed once the model folder is written.
+        deterministic: TensorFlow op determinism on (two runs with one seed give the same bits; some
+            GPU kernels get slower).
 
     Returns:
         The record written to train.json.
@@ -88,8 +98,11 @@ def train(
     check_learning_rate(learning_rate)
     seed = check_seed(seed)
     head_units = check_head(head_units, dropout)
+    inputs = [("--dataset", dataset_dir), ("--split", split_dir), ("--features", features_dir)]
+    out_dir = MODEL_KIND.prepare_output(out_dir, inputs=inputs)
     dataset = open_dataset(dataset_dir)
     split = read_split(split_dir)
+    split.check_made_from(dataset.fingerprint, dataset.path)
     train_rows, val_rows = dataset.rows_for(split.sides["train"]), dataset.rows_for(split.sides["val"])
     train_labels, val_labels = dataset.labels_for(train_rows), dataset.labels_for(val_rows)
     resolved = (
@@ -106,7 +119,19 @@ def train(
             weights_sha256=weights_file_sha256(resolved),
         )
 
+    resolved_sha256 = weights_file_sha256(resolved)
+    settings = {
+        "variant": spec.id,
+        **dict(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, image_size=image_size),
+        **dict(seed=seed, weights_sha256=resolved_sha256, head_units=head_units, dropout=dropout),
+        **dict(dataset=dataset.fingerprint, split=split.fingerprint, feature_cache=feature_cache),
+        "features": features.summary["dtype"] if features else feature_dtype,
+        "devices": devices,
+    }
+    saved = Checkpoints(checkpoints or out_dir / CHECKPOINTS_FOLDER, settings)
     keras.utils.set_random_seed(seed)
+    if deterministic:
+        tf.config.experimental.enable_op_determinism()
     # On cached features the tail trains on one device unless told otherwise: its steps are too small
     # for MirroredStrategy's per-step synchronisation to pay (bench/micro.py devices).
     strategy = device_strategy(devices) if devices or not feature_cache else tf.distribute.get_strategy()
@@ -136,7 +161,9 @@ def train(
                 features.summary["dtype"],
             )
         else:
-            table, feature_seconds = _extract_tail_inputs(model, dataset, rows, image_size, feature_dtype)
+            table, feature_seconds = _extract_tail_inputs(
+                model, dataset, rows, image_size, feature_dtype, saved
+            )
         history, epoch_seconds, train_seconds = fit_on_features(
             model,
             table,
@@ -148,6 +175,7 @@ def train(
             seed=seed,
             strategy=strategy,
             label=label,
+            checkpoints=saved,
         )
     else:
         with strategy.scope():
@@ -168,7 +196,7 @@ def train(
             dataset, val_rows, image_size=image_size, batch_size=batch_size, labels=val_labels
         )
         history, epoch_seconds, train_seconds = fit_epochs(
-            model, train_batches, val_batches, epochs=epochs, label=label
+            model, train_batches, val_batches, epochs=epochs, label=label, checkpoints=saved
         )
 
     record: TrainRecord = {
@@ -181,7 +209,7 @@ def train(
         "train_seconds": round(train_seconds, 3),
         "epoch_seconds": [round(t, 3) for t in epoch_seconds],
         "weights": weights,
-        "weights_sha256": weights_file_sha256(resolved),
+        "weights_sha256": resolved_sha256,
         "demo_weights": is_demo_weights(weights) or is_demo_weights(resolved),
         "head_units": list(head_units),
         "dropout": dropout,
@@ -200,7 +228,8 @@ def train(
         "split_fingerprint": split.fingerprint,
         "tensorflow": tf.__version__,
     }
-    write_model_folder(Path(out_dir), model.save, history, record)
+    write_model_folder(out_dir, model.save, history, record)
+    saved.clear()
     log(
         f"train {variant}: done in {train_seconds:.1f} s, final val_accuracy "
         f"{history['val_accuracy'][-1]:.3f}; wrote {Path(out_dir)}"
@@ -209,21 +238,30 @@ def train(
 
 
 def _extract_tail_inputs(
-    model: keras.Model, dataset: Dataset, rows: np.ndarray, image_size: int, dtype: str
+    model: keras.Model, dataset: Dataset, rows: np.ndarray, image_size: int, dtype: str, saved: Checkpoints
 ) -> tuple[np.ndarray, float]:
-    """The prefix run here over `rows`, then the variant's bridge: (tail inputs in row order, seconds)."""
+    """The prefix over `rows`, then the variant's bridge: (tail inputs in row order, prefix seconds).
+
+    The prefix features of an interrupted attempt of the same training are reused, not recomputed.
+    """
     shape = prefix_shape(image_size)
     cache = aligned_empty((len(rows), *shape), dtype)
-    filled = 0
+    seconds = 0.0
+    kept = saved.load_features(cache.shape, dtype)
+    if kept is not None:
+        cache[:] = kept
+    else:
+        filled = 0
 
-    def keep(chunk: np.ndarray) -> None:
-        nonlocal filled
-        cache[filled : filled + len(chunk)] = chunk
-        filled += len(chunk)
+        def keep(chunk: np.ndarray) -> None:
+            nonlocal filled
+            cache[filled : filled + len(chunk)] = chunk
+            filled += len(chunk)
 
-    seconds = extract_features(
-        model.get_layer("backbone").get_weights(), image_size, dataset.pixels, rows, keep
-    )
+        seconds = extract_features(
+            model.get_layer("backbone").get_weights(), image_size, dataset.pixels, rows, keep
+        )
+        saved.save_features(cache)
     start = tail_start(model)
     if start == 0:
         return cache, seconds

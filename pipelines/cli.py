@@ -74,6 +74,8 @@ def _train(a):
         feature_dtype=a.feature_dtype,
         head_units=a.head_units,
         dropout=a.dropout,
+        checkpoints=a.checkpoints,
+        deterministic=a.deterministic,
     )
 
 
@@ -307,6 +309,17 @@ def build_parser() -> argparse.ArgumentParser:
         default=dtypes[0],
         help="dtype of the features this step extracts itself (default float32)",
     )
+    p.add_argument(
+        "--checkpoints",
+        default=None,
+        help="folder or gs:// prefix for the per-epoch checkpoints (default OUT/checkpoints); the "
+        "same command run again resumes from the newest whole one",
+    )
+    p.add_argument(
+        "--deterministic",
+        action="store_true",
+        help="TensorFlow op determinism: the same seed gives the same weights bit for bit",
+    )
 
     p = command("evaluate", _evaluate, "Predict the held-out images and compute every metric from them.")
     p.add_argument("--dataset", required=True, type=Path)
@@ -384,6 +397,9 @@ def main(argv: list[str] | None = None) -> int:
     except CxrError as exc:
         print(f"cxr: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"cxr: {args.command} interrupted; its output is not whole: run it again", file=sys.stderr)
+        return 130
     except OSError as exc:  # a path that is a file where a folder is needed, a full disk, no permission
         print(
             f"cxr: {exc.filename or ''}: {exc.strerror or exc}; check the paths given to "

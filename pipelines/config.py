@@ -141,7 +141,20 @@ class KfpConfig:
     service_account: str = ""  # run the pipeline's pods as this Kubernetes service account
     pipeline_name: str = "cxr-transfer-learning"
     pipeline_root: str = ""  # where artifacts go, e.g. gs://BUCKET/pipeline-root; empty: KFP's object store
+    # Where train tasks checkpoint every epoch, so a retried (preempted) task resumes: a KFP output is
+    # uploaded only when its task ends, so checkpoints inside it die with the pod. Empty: under
+    # pipeline_root when that is gs://, else in the task's own output folder (local runs).
+    checkpoint_root: str = ""
     run_deadline_seconds: int = 12 * 3600  # the whole run is stopped after this (two T4 nodes per variant)
+
+    @property
+    def train_checkpoints(self) -> str:
+        """The gs:// prefix train checkpoints go under (run id and variant appended), or "" for none."""
+        if self.checkpoint_root:
+            return self.checkpoint_root.rstrip("/")
+        if self.pipeline_root.startswith("gs://"):
+            return self.pipeline_root.rstrip("/") + "/checkpoints"
+        return ""
 
 
 FEATURE_PASSES = ("auto", "shared", "per-task")
@@ -183,6 +196,11 @@ class Config:
             )
         if not _QUANTITY.fullmatch(p.shm_size):
             raise CxrError(f"placement.shm_size {p.shm_size!r}: give a Kubernetes quantity such as 4Gi")
+        if self.kfp.checkpoint_root and not self.kfp.checkpoint_root.startswith("gs://"):
+            raise CxrError(
+                f"kfp.checkpoint_root {self.kfp.checkpoint_root!r}: give gs://BUCKET/PATH (pods are "
+                "preempted with their disks), or leave it empty"
+            )
         if self.kfp.pipeline_root and not self.kfp.pipeline_root.startswith(("gs://", "s3://", "minio://")):
             raise CxrError(
                 f"kfp.pipeline_root {self.kfp.pipeline_root!r}: give gs://BUCKET/PATH (or s3://, "

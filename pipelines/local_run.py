@@ -11,8 +11,10 @@ everything, kfp's and TensorFlow's output included, goes to OUT/run-local.log, a
 CXR_VERBOSE=1) shows it all on the console too.
 """
 
+import contextlib
 import os
 import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -25,6 +27,7 @@ from pipelines.pipeline import make_pipeline, pipeline_arguments
 LOCAL_CONFIG = CONFIG_DIR / "local.yaml"
 DEMO_IMAGES = 240
 LOG_FILE = "run-local.log"
+TMP_FOLDER = ".tmp"  # temporary files of the run, removed when it ends
 VERBOSE_ENV = "CXR_VERBOSE"
 # SubprocessRunner runs no image; the tag only names what the compiled spec would use.
 SUBPROCESS_IMAGE_TAG = "local"
@@ -66,6 +69,7 @@ def run_local(
         task_runner = kfp.local.SubprocessRunner(use_venv=False)
     else:
         raise CxrError(f"--runner {runner!r}: choose subprocess or docker")
+    _check_local_source(study.source)
     if not study.source:
         from components.demo.kaggle_layout import make_demo_dataset
 
@@ -76,7 +80,7 @@ def run_local(
     kfp.local.init(runner=task_runner, pipeline_root=str(out))
     pipeline = make_pipeline(config)
     started = time.perf_counter()
-    with task_console(out / LOG_FILE, verbose=verbose) as console:
+    with _temporary_files_under(out / TMP_FOLDER), task_console(out / LOG_FILE, verbose=verbose) as console:
         console.echo(
             f"run-local: {runner} runner; variants {', '.join(study.variants)}, {study.epochs} "
             f"epochs at {study.image_size}px; full log: {out / LOG_FILE}"
@@ -96,6 +100,35 @@ def run_local(
     for line in console_summary(read_comparison(report_dir)):
         log(line)
     return report_dir
+
+
+@contextlib.contextmanager
+def _temporary_files_under(folder: Path):
+    """Points this process's and its tasks' temporary files (kfp's included) into `folder`, removed after."""
+    folder.mkdir(parents=True, exist_ok=True)
+    saved = os.environ.get("TMPDIR")
+    os.environ["TMPDIR"] = str(folder)
+    tempfile.tempdir = None  # re-read TMPDIR
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop("TMPDIR", None)
+        else:
+            os.environ["TMPDIR"] = saved
+        tempfile.tempdir = None
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _check_local_source(source: str) -> None:
+    """A local --source must exist before any task starts (gs:// and demo:N are checked by ingest)."""
+    from components.core.sources import local_path
+
+    path = local_path(source) if source else None
+    if path is not None and not path.exists():
+        raise CxrError(
+            f"--source {source}: no such folder or .zip; give the dataset folder, a .zip or gs://..."
+        )
 
 
 def _seed_container_cache(cache: Path) -> Path:

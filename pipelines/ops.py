@@ -131,6 +131,8 @@ def train_op(
     seed: int,
     head_units: list,
     dropout: float,
+    checkpoint_root: str = "",
+    run_id: str = "",
     backbone: Input[Model] = None,
     features: Input[Artifact] = None,
 ):
@@ -140,7 +142,9 @@ def train_op(
     and the run's shared `features` when it has a featurize step (else this task runs the frozen prefix
     itself, once); only the variant's trainable tail trains, on the cached features. Produces `model`, a
     folder with model.keras (the full model), history.json and train.json; the variant, parameter
-    counts, epochs, training time and replicas travel in its metadata.
+    counts, epochs, training time and replicas travel in its metadata. Checkpoints every epoch to
+    `checkpoint_root`/`run_id`/`variant` when a root is given (a retried task resumes from them), else
+    inside its own output folder.
     """
     from pathlib import Path
 
@@ -163,6 +167,7 @@ def train_op(
         features_dir=Path(features.path) if features is not None else None,
         head_units=tuple(head_units),
         dropout=dropout,
+        checkpoints=f"{checkpoint_root}/{run_id}/{variant}" if checkpoint_root else None,
     )
     shown = ("variant", "title", "trainable_params", "total_params", "epochs", "train_seconds", "replicas")
     model.metadata.update({key: record[key] for key in shown})

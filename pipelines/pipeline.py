@@ -1,11 +1,13 @@
 """The study as one Kubeflow pipeline.
 
-    ingest ─► split ─► ParallelFor(variants, parallelism=3) { train ─► evaluate } ─► report
+    ingest ─► split ─► [featurize] ─► ParallelFor(variants, parallelism=3) { train ─► evaluate } ─► report
 
 With `study.weights: demo` a demo-backbone step pretrains the offline stand-in for ImageNet once and
 hands it to every train task. With a shared feature pass (placement.feature_pass; by default when
 train has no GPUs) a featurize step runs MobileNetV2's frozen prefix once for all variants and every
 train and evaluate task reads its features; otherwise each train task runs the prefix on its GPUs.
+Train tasks checkpoint every epoch under kfp.checkpoint_root/<run id>/<variant> (config.py), so a
+retry after a preemption resumes from the last whole epoch instead of starting over.
 
 The pipeline is built from a Config: parameter defaults come from `config.study`, each component's
 image from `config.images`, placement from `config.placement`. The train task alone asks for GPUs.
@@ -87,6 +89,8 @@ def make_pipeline(config: Config):
                 seed=seed,
                 head_units=head_units,
                 dropout=dropout,
+                checkpoint_root=config.kfp.train_checkpoints,
+                run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
                 **backbone,
                 **features,
             )

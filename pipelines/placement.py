@@ -10,6 +10,8 @@ from kfp import dsl, kubernetes
 
 from pipelines.config import PlacementConfig
 
+IMAGE_USER = 1000  # uid and gid the images run as (containers/*.Dockerfile `USER 1000:1000`)
+
 
 def place_train_task(task: dsl.PipelineTask, placement: PlacementConfig) -> dsl.PipelineTask:
     """Sets the GPUs, node selector, toleration, shared memory, resources, timeout and retries of train."""
@@ -35,7 +37,7 @@ def place_train_task(task: dsl.PipelineTask, placement: PlacementConfig) -> dsl.
             backoff_max_duration=f"{placement.retry_window_seconds}s",
         )
     task.set_caching_options(placement.caching)
-    return task
+    return _non_root(task)
 
 
 def place_cpu_task(task: dsl.PipelineTask, placement: PlacementConfig) -> dsl.PipelineTask:
@@ -43,14 +45,24 @@ def place_cpu_task(task: dsl.PipelineTask, placement: PlacementConfig) -> dsl.Pi
     task.set_cpu_request(placement.step_cpu).set_memory_request(placement.step_memory)
     task.set_memory_limit(placement.step_memory)
     task.set_caching_options(placement.caching)
-    return task
+    return _non_root(task)
 
 
 def place_featurize_task(task: dsl.PipelineTask, placement: PlacementConfig) -> dsl.PipelineTask:
     """The shared featurize step (CPU-only runs): the train task's CPU and memory, no GPU."""
     _training_resources(task, placement)
     task.set_caching_options(placement.caching)
-    return task
+    return _non_root(task)
+
+
+def _non_root(task: dsl.PipelineTask) -> dsl.PipelineTask:
+    """The images' own user, enforced by Kubernetes.
+
+    The compiler itself adds no privilege escalation, no capabilities and the runtime's seccomp profile.
+    """
+    return kubernetes.set_security_context(
+        task, run_as_user=IMAGE_USER, run_as_group=IMAGE_USER, run_as_non_root=True
+    )
 
 
 def _training_resources(task: dsl.PipelineTask, placement: PlacementConfig) -> None:

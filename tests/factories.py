@@ -67,7 +67,9 @@ def write_dataset(
             "skipped": [],
             "duplicate_groups": len(duplicates),
             "stored_size": size,
-            "fingerprint": hashlib.sha256("".join(ids).encode()).hexdigest(),
+            "fingerprint": hashlib.sha256(
+                "".join(f"{i} {h}\n" for i, h in zip(ids, index["sha256"], strict=True)).encode()
+            ).hexdigest(),
         },
         pixels,
     )

@@ -183,12 +183,14 @@ def test_evaluate_uses_validation_ids_when_the_split_has_no_test_side(prepared):
 
 def test_evaluate_rejects_missing_or_invalid_inputs_with_one_line(prepared, tmp_path):
     ds, sp, model = prepared / "ds", prepared / "split_test", prepared / "model"
+    plain = tmp_path / "plain"
+    plain.mkdir()
     bad_model = tmp_path / "bad_model"
     write_model_folder(bad_model, lambda path: path.write_bytes(b"not a zip"), HISTORY, TRAIN_RECORD)
     no_record = tmp_path / "no_record"
     write_model_folder(no_record, lambda path: path.write_bytes(b"not a zip"), HISTORY, TRAIN_RECORD)
     (no_record / "train.json").unlink()
-    write_dataset(tmp_path / "other_ds", {"COVID": 6, "Normal": 6}, size=16)
+    write_dataset(tmp_path / "other_ds", dict.fromkeys(CLASS_NAMES, 6), size=16)
     split(tmp_path / "other_ds", tmp_path / "other_split", val_fraction=0.5, seed=1)
     cases = [
         (
@@ -201,7 +203,7 @@ def test_evaluate_rejects_missing_or_invalid_inputs_with_one_line(prepared, tmp_
             (tmp_path / "nods", sp, model, tmp_path / "o4"),
             "--dataset .*nods: no such folder; run `cxr ingest",
         ),
-        ((ds, tmp_path, model, tmp_path / "o5"), "is not a split artifact .*; run `cxr split"),
+        ((ds, plain, model, tmp_path / "o5"), "is not a split artifact .*; run `cxr split"),
         ((ds, ds, model, tmp_path / "o6"), "--split .*ds holds a dataset artifact, expected a split"),
         ((ds, tmp_path / "other_split", model, tmp_path / "o7"), "made from another dataset"),
     ]

@@ -21,6 +21,7 @@ from components.artifacts.dataset import open_dataset
 from components.core import storage
 from components.core.errors import CxrError
 from components.ingest import ingest
+from tests.fault_proxy import Fault, FaultProxy, SilentServer
 
 EMULATOR = Path(sys.executable).parent / "gcp-storage-emulator"
 
@@ -187,3 +188,84 @@ def test_upload_dir_and_download_file_round_trip(bucket, tmp_path):
     assert not list((tmp_path / "other").iterdir())  # nothing half-written left behind
     with pytest.raises(CxrError, match="names a folder"):
         storage.download_file(f"gs://{bucket}/runs/1/", tmp_path / "x")
+
+
+# --- storage faults: the emulator behind a fault-injecting proxy (tests/fault_proxy.py) ----------------
+
+
+@pytest.fixture
+def faulty(emulator, monkeypatch):
+    """The proxy in front of the emulator; its plan says which requests fail and how."""
+    with FaultProxy(emulator) as proxy:
+        monkeypatch.setenv(storage.EMULATOR_ENV, proxy.url)
+        monkeypatch.setenv(storage.TIMEOUT_ENV, "30")
+        yield proxy.plan
+
+
+def test_transient_faults_are_retried_and_the_dataset_is_the_same(uploaded, faulty, tmp_path):
+    source, uri, _ = uploaded
+    local = ingest(source, tmp_path / "local")
+    faulty.slow_seconds = 2
+    faulty.faults = [
+        Fault("503", "/o?"),  # the listing
+        Fault("reset", "alt=media"),
+        Fault("503", "alt=media"),
+        Fault("truncate", "alt=media"),
+        Fault("corrupt", "alt=media"),
+        Fault("slow", "alt=media"),
+    ]
+    remote = ingest(uri, tmp_path / "remote", workers=2)
+    assert remote["fingerprint"] == local["fingerprint"]
+    assert sorted(faulty.injected) == ["503", "503", "corrupt", "reset", "slow", "truncate"]
+    assert np.array_equal(open_dataset(tmp_path / "local").pixels, open_dataset(tmp_path / "remote").pixels)
+
+
+def test_a_download_corrupted_every_time_is_refused_by_its_checksum(uploaded, faulty, tmp_path):
+    _, uri, _ = uploaded
+    faulty.faults = [Fault("corrupt", "Lung_Opacity-2.png")] * storage.CHECKSUM_ATTEMPTS
+    with pytest.raises(CxrError, match=r"Lung_Opacity-2\.png: downloaded bytes fail the md5 check"):
+        ingest(uri, tmp_path / "out")
+    assert faulty.injected == ["corrupt"] * storage.CHECKSUM_ATTEMPTS
+
+
+@pytest.mark.parametrize("outage", ["503", "silent"])
+def test_an_outage_fails_with_one_line_within_the_configured_time(emulator, monkeypatch, tmp_path, outage):
+    monkeypatch.setenv(storage.TIMEOUT_ENV, "4")
+    with FaultProxy(emulator) as proxy, SilentServer() as silent:
+        proxy.plan.always = "503"
+        monkeypatch.setenv(storage.EMULATOR_ENV, proxy.url if outage == "503" else silent.url)
+        started = time.monotonic()
+        with pytest.raises(
+            CxrError, match=r"did not answer within 4 s of retries .*CXR_GCS_TIMEOUT_SECONDS"
+        ) as err:
+            ingest("gs://some-bucket/data", tmp_path / "out")
+        assert time.monotonic() - started < 20
+    assert "\n" not in str(err.value)
+
+
+def test_the_storage_timeout_setting_is_checked(monkeypatch):
+    monkeypatch.setenv(storage.TIMEOUT_ENV, "soon")
+    with pytest.raises(CxrError, match="CXR_GCS_TIMEOUT_SECONDS='soon': give seconds between 1 and 86400"):
+        storage.storage_timeout()
+
+
+def test_checkpoints_on_gs_survive_faults_and_a_corrupted_newest_falls_back(bucket, faulty):
+    import keras
+
+    from components.core.checkpoints import Checkpoints
+
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    model.compile(optimizer="adam", loss="mse")
+    model.optimizer.build(model.trainable_variables)
+    location = f"gs://{bucket}/checkpoints/run-1/model1"
+    saved = Checkpoints(location, {"variant": "model1"})
+    faulty.faults = [Fault("503", "uploadType"), Fault("reset", "uploadType")]
+    saved.save(model, {"loss": [1.0]}, [0.1], next_epoch=1)
+    saved.save(model, {"loss": [1.0, 0.5]}, [0.1, 0.1], next_epoch=2)
+    assert sorted(faulty.injected) == ["503", "reset"]
+    assert Checkpoints(location, {"variant": "model1"}).latest().next_epoch == 2
+    newest = storage.list_objects(location)[-1]  # ckpt-0002-000000.npz sorts after its .json
+    assert newest.name.endswith("ckpt-0002-000000.npz")
+    storage.upload_bytes(newest.uri, b"truncated")
+    resumed = Checkpoints(location, {"variant": "model1"}).latest()
+    assert resumed.next_epoch == 1 and resumed.history == {"loss": [1.0]}

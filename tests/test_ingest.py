@@ -153,17 +153,16 @@ def test_rerun_replaces_outputs_and_is_deterministic(kaggle_folder, tmp_path):
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(files)
 
 
-def test_an_output_folder_inside_the_source_is_not_read(kaggle_folder):
+def test_an_output_folder_inside_the_source_is_refused(kaggle_folder):
     source = kaggle_folder()
-    first = ingest(source, source / "ingested")
-    assert ingest(source, source / "ingested") == first
-    assert first["ignored"]["other"] == 0
+    with pytest.raises(CxrError, match=r"--out .*ingested overlaps --source"):
+        ingest(source, source / "ingested")
+    assert not (source / "ingested").exists()
 
 
-def test_a_failed_rerun_never_leaves_a_mixed_artifact(kaggle_folder, tmp_path, monkeypatch):
+def test_a_failed_rerun_leaves_no_artifact_rather_than_a_mixed_one(kaggle_folder, tmp_path, monkeypatch):
     source = kaggle_folder()
     ingest(source, tmp_path / "out")
-    before = (tmp_path / "out" / PIXELS_FILE).read_bytes()
 
     def boom(pixels, size):
         raise RuntimeError("simulated crash")
@@ -171,15 +170,12 @@ def test_a_failed_rerun_never_leaves_a_mixed_artifact(kaggle_folder, tmp_path, m
     monkeypatch.setattr(images, "resize_square", boom)
     with pytest.raises(RuntimeError):
         ingest(source, tmp_path / "out", stored_size=8)
-    # The previous artifact is still whole (renames happen only after every image is written).
-    assert open_dataset(tmp_path / "out").pixels.shape == (11, 16, 16)
-    assert (tmp_path / "out" / PIXELS_FILE).read_bytes() == before
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
-        MANIFEST_FILE,
-        INDEX_FILE,
-        PIXELS_FILE,
-        SUMMARY_FILE,
-    ]
+    # The rerun replaced the old dataset from its start; what it had written is gone too.
+    assert list((tmp_path / "out").iterdir()) == []
+    with pytest.raises(CxrError, match="is not a dataset artifact"):
+        open_dataset(tmp_path / "out")
+    monkeypatch.undo()
+    assert ingest(source, tmp_path / "out", stored_size=8)["stored_size"] == 8
 
 
 # --------------------------------------------------------------------------------------------
@@ -475,7 +471,7 @@ def test_clear_errors(kaggle_folder, tmp_path):
     add(decode_fails, "COVID/images/a.png", png_with_bad_idat_crc())
     with pytest.raises(CxrError, match=f"--source {decode_fails}: no usable image.*skipped: 1"):
         ingest(decode_fails, tmp_path / "out2")
-    assert list((tmp_path / "out2").iterdir()) == []
+    assert not (tmp_path / "out2").exists()
     kaggle_folder("two/A")
     kaggle_folder("two/B")
     with pytest.raises(CxrError, match="2 different folders.*point --source at one"):
@@ -498,3 +494,61 @@ def test_linked_class_folders_are_followed_and_a_link_loop_is_walked_once(tmp_pa
     (data / "Normal" / "images" / "loop").symlink_to(data, target_is_directory=True)
     summary = ingest(str(data), tmp_path / "out")
     assert summary["per_class"]["COVID"] == 2 and summary["per_class"]["Normal"] == 3
+
+
+# --- hostile and broken input: a clear error or a listed skip, never a traceback ----------------------
+
+
+def test_zip_members_that_collide_after_normalisation_are_refused(tmp_path):
+    data = png_bytes(Image.fromarray(GRAY))
+    archive = tmp_path / "collide.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("COVID/images/a.png", data)
+        zf.writestr("COVID\\images\\a.png", data)
+    with pytest.raises(
+        CxrError, match=r"members 'COVID/images/a.png' and 'COVID\\\\images\\\\a.png' both name"
+    ):
+        ingest(archive, tmp_path / "out")
+
+
+def test_a_member_expanding_like_a_zip_bomb_is_skipped_and_listed(kaggle_folder, tmp_path):
+    archive = zip_folder(kaggle_folder(), tmp_path / "bomb.zip")
+    with zipfile.ZipFile(archive, "a", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("COVID/images/bomb.png", b"\0" * (8 << 20))  # 8 MiB of zeros: about 1000:1
+    summary = ingest(archive, tmp_path / "out")
+    bomb = skipped_by_path(summary)["COVID/images/bomb.png"]
+    assert bomb["reason"] == images.SUSPICIOUS_ARCHIVE_MEMBER and "over the 50:1" in bomb["detail"]
+
+
+def test_data_after_the_png_end_is_a_listed_skip(kaggle_folder, tmp_path):
+    source = kaggle_folder()
+    add(source, "Normal/images/tail.png", png_bytes(Image.fromarray(GRAY)) + b"#!/bin/sh\necho hidden\n")
+    tail = skipped_by_path(ingest(source, tmp_path / "out"))["Normal/images/tail.png"]
+    assert tail["reason"] == images.TRAILING_DATA and tail["detail"] == "22 bytes after the PNG IEND chunk"
+
+
+def test_names_that_cannot_round_trip_are_listed_skips_and_the_outputs_stay_valid(kaggle_folder, tmp_path):
+    import os
+
+    source = kaggle_folder()
+    data = png_bytes(Image.fromarray(GRAY))
+    add(source, "Normal/images/two\nlines.png", data)
+    (source / "Normal" / "images").joinpath(os.fsdecode(b"latin1-\xe9.png")).write_bytes(data)
+    summary = ingest(source, tmp_path / "out")
+    bad = {s["path"]: s["reason"] for s in summary["skipped"] if s["reason"] == images.BAD_NAME}
+    assert bad == {
+        "Normal/images/two\\nlines.png": "bad_name",
+        "Normal/images/latin1-\\xe9.png": "bad_name",
+    }
+    json.loads((tmp_path / "out" / SUMMARY_FILE).read_text(encoding="utf-8"))  # strict UTF-8 JSON
+    assert len(open_dataset(tmp_path / "out").index) == summary["images"]
+
+
+def test_a_missing_class_is_warned_about_and_split_refuses_it(kaggle_folder, tmp_path, capsys):
+    from components.split import split
+
+    source = kaggle_folder(per_class={"COVID": 4, "Lung_Opacity": 4, "Normal": 4})
+    ingest(source, tmp_path / "out")
+    assert "warning: no images of class Viral Pneumonia" in capsys.readouterr().err
+    with pytest.raises(CxrError, match="class Viral Pneumonia has no images; the study compares all four"):
+        split(tmp_path / "out", tmp_path / "split")

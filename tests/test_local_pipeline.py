@@ -1,6 +1,7 @@
 """The real pipeline under kfp.local's SubprocessRunner on tiny demo data (what `make run-local` runs)."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -15,6 +16,7 @@ pytestmark = pytest.mark.slow
 def run(tmp_path_factory):
     """`cxr run-local` as a user runs it; returns (run folder, its console output)."""
     out = tmp_path_factory.mktemp("local-run")
+    temp = tmp_path_factory.mktemp("system-temp")  # the run's TMPDIR: nothing may be left in it
     done = subprocess.run(
         [
             sys.executable,
@@ -32,8 +34,10 @@ def run(tmp_path_factory):
         stderr=subprocess.STDOUT,
         text=True,
         timeout=1500,
+        env=dict(os.environ, TMPDIR=str(temp)),
     )
     assert done.returncode == 0, done.stdout[-4000:]
+    assert list(temp.iterdir()) == [] and not (out / ".tmp").exists()
     return out, done.stdout
 
 

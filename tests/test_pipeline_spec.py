@@ -82,7 +82,7 @@ def test_train_alone_gets_two_gpus_node_selector_and_toleration(tmp_path):
     ]
     for name, other in summary.items():
         assert other["accelerator"] is None, name
-        assert other["kubernetes"] is None, name
+        assert set(other["kubernetes"]) == {"securityContext"}, name
         assert other["cpu"][0] and other["memory"][0], name
 
 
@@ -145,3 +145,37 @@ def test_cpu_profile_has_no_gpu_anywhere(tmp_path):
     gpu_keys = {"nodeSelector", "tolerations", "emptyDirMounts"}
     assert all(s["accelerator"] is None for s in summary.values())
     assert all(not gpu_keys & set(s["kubernetes"] or {}) for s in summary.values())
+
+
+def test_train_checkpoints_under_the_pipeline_root_keyed_by_run(tmp_path):
+    """A preempted train task's retry finds its checkpoints: a gs:// prefix per run and variant."""
+    spec, _ = compiled(tmp_path, overrides=["kfp.pipeline_root=gs://bucket/root"])
+    params = tasks_by_name(spec)["train-op"]["inputs"]["parameters"]
+    assert params["checkpoint_root"]["runtimeValue"]["constant"] == "gs://bucket/root/checkpoints"
+    assert params["run_id"]["runtimeValue"]["constant"] == "{{$.pipeline_job_uuid}}"
+    spec, _ = compiled(tmp_path, overrides=["kfp.checkpoint_root=gs://other/ckpt/"])
+    params = tasks_by_name(spec)["train-op"]["inputs"]["parameters"]
+    assert params["checkpoint_root"]["runtimeValue"]["constant"] == "gs://other/ckpt"
+
+
+def test_every_task_runs_as_the_images_non_root_user(tmp_path):
+    summary = placement_summary(*compiled(tmp_path))
+    contexts = {name: (s["kubernetes"] or {}).get("securityContext") for name, s in summary.items()}
+    assert all(
+        c == {"runAsUser": "1000", "runAsGroup": "1000", "runAsNonRoot": True} for c in contexts.values()
+    ), contexts
+
+
+def test_no_credential_reaches_the_compiled_pipeline(tmp_path, monkeypatch):
+    monkeypatch.setenv("KFP_TOKEN", "secret-token-1234")
+    monkeypatch.setenv("KFP_COOKIE", "authservice_session=cookie-5678")
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "key.json"))
+    (tmp_path / "key.json").write_text('{"private_key": "-----BEGIN PRIVATE KEY-----"}')
+    config = load_config(
+        CONFIG_DIR / "cluster.yaml",
+        ["images.tag=0123abcd", f"images.registry={REGISTRY}"],
+        env=dict(os.environ),
+    )
+    text = compile_pipeline(config, tmp_path / "pipeline.yaml").read_text()
+    for secret in ("secret-token-1234", "cookie-5678", "key.json", "PRIVATE KEY"):
+        assert secret not in text

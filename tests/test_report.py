@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from components.artifacts import evaluation
+from components.artifacts.evaluation import KIND as EVALUATION_KIND
 from components.artifacts.evaluation import VariantEntry
 from components.core.classes import CLASS_NAMES
 from components.core.errors import CxrError
@@ -282,20 +283,27 @@ def test_report_rejects_inconsistent_or_missing_input(evaluations, tmp_path):
     metrics = evaluations[0] / "metrics.json"
     entry = json.loads(metrics.read_text())
     metrics.write_text(json.dumps(entry | {"accuracy": entry["accuracy"] + 0.01}))
+    rejected(evaluations, r"metrics.json is not the file `cxr evaluate` wrote")  # artifact.json's sha256
+
+    def rewrite(obj):  # a writer that closed a wrong file with a right manifest: the checks behind it
+        metrics.write_text(json.dumps(obj))
+        EVALUATION_KIND.write_manifest(metrics.parent)
+
+    rewrite(entry | {"accuracy": entry["accuracy"] + 0.01})
     assert str(metrics) in rejected(evaluations, "not trace/sum of its confusion matrix")
 
-    metrics.write_text(json.dumps(entry | {"macro_f1": 0.99}))
+    rewrite(entry | {"macro_f1": 0.99})
     rejected(evaluations, "macro_f1 disagrees with .*predictions.csv")
 
-    metrics.write_text(json.dumps({k: v for k, v in entry.items() if k != "history"}))
+    rewrite({k: v for k, v in entry.items() if k != "history"})
     rejected(evaluations, r"lacks \['history'\]")
 
-    metrics.write_text(json.dumps(entry | {"eval_side": "val"}))
+    rewrite(entry | {"eval_side": "val"})
     rejected(evaluations[::-1], "eval_side 'val' differs")
-    metrics.write_text(json.dumps(entry | {"split_fingerprint": "another-split"}))
+    rewrite(entry | {"split_fingerprint": "another-split"})
     rejected(evaluations, "split_fingerprint .* differs .*same --split")
 
-    metrics.write_text(json.dumps(entry))
+    rewrite(entry)
     (evaluations[0] / "predictions.csv").unlink()
     rejected(evaluations, "evaluation artifact lacks predictions.csv")
 

@@ -110,8 +110,9 @@ def test_the_split_fingerprint_names_the_split(dataset, tmp_path):
 
 
 def test_not_a_dataset_folder(tmp_path):
+    (tmp_path / "notes").mkdir()
     with pytest.raises(CxrError, match="cxr ingest"):
-        split(tmp_path, tmp_path / "s")
+        split(tmp_path / "notes", tmp_path / "s")
 
 
 def test_an_artifact_of_another_kind_or_version_is_refused_in_one_line(dataset, tmp_path):

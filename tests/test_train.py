@@ -131,8 +131,9 @@ def test_bad_inputs_are_one_line_errors(prepared, tmp_path):
         train(prepared / "ds", prepared / "split", tmp_path / "m", variant="model1", epochs=0)
     with pytest.raises(CxrError, match="unknown variant"):
         train(prepared / "ds", prepared / "split", tmp_path / "m", variant="model9")
+    (tmp_path / "notes").mkdir()
     with pytest.raises(CxrError, match="cxr split"):
-        train(prepared / "ds", tmp_path, tmp_path / "m", variant="model1", weights="none")
+        train(prepared / "ds", tmp_path / "notes", tmp_path / "m", variant="model1", weights="none")
 
 
 def test_training_under_mirrored_strategy_over_two_cpu_devices(prepared, tmp_path):

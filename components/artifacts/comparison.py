@@ -69,7 +69,7 @@ from typing import TypedDict
 
 from components.artifacts.dataset import DatasetObject
 from components.artifacts.evaluation import VariantEntry
-from components.artifacts.manifest import MANIFEST_FILE, ArtifactKind
+from components.artifacts.manifest import ArtifactKind
 from components.core.errors import CxrError
 from components.core.files import read_json, write_json, write_text
 
@@ -115,9 +115,7 @@ class ReportFiles:
 
 def write_comparison(out_dir: Path, comparison: Comparison, files: ReportFiles) -> None:
     """Writes a report folder: comparison.json, its renderings, then the manifest."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / MANIFEST_FILE).unlink(missing_ok=True)
+    out_dir = KIND.ensure_prepared(out_dir)
     write_json(out_dir / COMPARISON_FILE, comparison)
     write_text(out_dir / CSV_FILE, files.csv)
     write_text(out_dir / MARKDOWN_FILE, files.markdown)

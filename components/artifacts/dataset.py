@@ -16,10 +16,10 @@ from typing import NotRequired, TypedDict
 import numpy as np
 import pandas as pd
 
-from components.artifacts.manifest import MANIFEST_FILE, ArtifactKind
+from components.artifacts.manifest import ArtifactKind
 from components.core.classes import class_index
 from components.core.errors import CxrError
-from components.core.files import read_json, write_json
+from components.core.files import read_json, temp_path, write_json
 
 SUMMARY_FILE = "summary.json"
 INDEX_FILE = "index.csv"
@@ -149,12 +149,9 @@ def publish_dataset(out_dir: Path, index: pd.DataFrame, summary: DatasetSummary,
         summary: summary.json.
         pixels_file: the finished uint8 (images, S, S) .npy, renamed to pixels.npy.
     """
-    out_dir = Path(out_dir)
-    index_partial = out_dir / f".{INDEX_FILE}.partial"
+    out_dir = KIND.ensure_prepared(out_dir)
+    index_partial = temp_path(out_dir / INDEX_FILE)
     index[list(INDEX_COLUMNS)].to_csv(index_partial, index=False)
-    for name in (*KIND.files, MANIFEST_FILE):
-        if name != PIXELS_FILE:
-            (out_dir / name).unlink(missing_ok=True)
     Path(pixels_file).replace(out_dir / PIXELS_FILE)
     index_partial.replace(out_dir / INDEX_FILE)
     write_json(out_dir / SUMMARY_FILE, summary)
@@ -163,9 +160,9 @@ def publish_dataset(out_dir: Path, index: pd.DataFrame, summary: DatasetSummary,
 
 def write_dataset(out_dir: Path, index: pd.DataFrame, summary: DatasetSummary, pixels: np.ndarray) -> Path:
     """Writes a dataset folder from pixels in memory (tests and tools; ingest streams via publish_dataset)."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    partial = out_dir / f".{PIXELS_FILE}.partial.npy"
-    np.save(partial, np.ascontiguousarray(pixels, dtype=np.uint8))
+    out_dir = KIND.ensure_prepared(out_dir)
+    partial = temp_path(out_dir / PIXELS_FILE)
+    with open(partial, "wb") as f:
+        np.save(f, np.ascontiguousarray(pixels, dtype=np.uint8))
     publish_dataset(out_dir, index, summary, partial)
     return out_dir

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from components.artifacts.dataset import DatasetObject
-from components.artifacts.manifest import MANIFEST_FILE, ArtifactKind
+from components.artifacts.manifest import ArtifactKind
 from components.artifacts.model import History, TrainRecord, TrainSummary
 from components.core.classes import CLASS_NAMES
 from components.core.errors import CxrError
@@ -229,9 +229,7 @@ def write_evaluation(
     Returns:
         The entry written to metrics.json.
     """
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / MANIFEST_FILE).unlink(missing_ok=True)
+    out_dir = KIND.ensure_prepared(out_dir)
     write_predictions(out_dir / PREDICTIONS_FILE, ids, y_true, probabilities)
     entry = {key: train[key] for key in TrainSummary.__annotations__}
     entry |= metrics_from_predictions(out_dir / PREDICTIONS_FILE)

@@ -13,17 +13,16 @@ whole, so neither side holds more than the rows it asked for.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypedDict
 
 import numpy as np
 
-from components.artifacts.manifest import MANIFEST_FILE, ArtifactKind
+from components.artifacts.manifest import ArtifactKind
 from components.core import study
 from components.core.errors import CxrError
-from components.core.files import read_json, write_json
+from components.core.files import read_json, temp_path, write_json
 
 FEATURES_FILE = "features.npy"
 SUMMARY_FILE = "features.json"
@@ -111,12 +110,10 @@ class FeaturesWriter:
     def __init__(self, out_dir: Path, shape: tuple[int, ...], dtype: str):
         if dtype not in DTYPES:
             raise CxrError(f"--feature-dtype {dtype}: choose {' or '.join(DTYPES)}")
-        self.out_dir = Path(out_dir)
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        (self.out_dir / MANIFEST_FILE).unlink(missing_ok=True)
+        self.out_dir = KIND.ensure_prepared(out_dir)
         self.dtype = np.dtype(dtype)
         self.shape = tuple(shape)
-        self.partial = self.out_dir / f".{FEATURES_FILE}.partial-{os.getpid()}"
+        self.partial = temp_path(self.out_dir / FEATURES_FILE)
         self._file = open(self.partial, "wb")  # noqa: SIM115 (closed in close())
         np.lib.format.write_array_header_2_0(
             self._file,

@@ -6,6 +6,8 @@ Layout of a model folder D:
   D/train.json     TrainRecord: the variant, its parameter counts, the settings and the
                    fingerprints of the dataset and split it was trained on
   D/artifact.json  kind "model", written last (manifest.py)
+  D/checkpoints/   while training, by default: the per-epoch checkpoints (core/checkpoints.py), removed
+                   once the folder is whole
 """
 
 from __future__ import annotations
@@ -15,13 +17,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypedDict
 
-from components.artifacts.manifest import MANIFEST_FILE, ArtifactKind
+from components.artifacts.manifest import ArtifactKind
 from components.core.errors import CxrError
 from components.core.files import read_json, write_json
 
 MODEL_FILE = "model.keras"
 HISTORY_FILE = "history.json"
 TRAIN_FILE = "train.json"
+CHECKPOINTS_FOLDER = "checkpoints"
 KIND = ArtifactKind("model", 1, "train", (MODEL_FILE, HISTORY_FILE, TRAIN_FILE))
 
 
@@ -89,9 +92,7 @@ def write_model_folder(
     out_dir: Path, save_model: Callable[[Path], None], history: History, record: TrainRecord
 ) -> None:
     """Writes a model folder: the model (through `save_model(path)`), history.json, train.json, manifest."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / MANIFEST_FILE).unlink(missing_ok=True)
+    out_dir = KIND.ensure_prepared(out_dir)
     save_model(out_dir / MODEL_FILE)
     write_json(out_dir / HISTORY_FILE, history)
     write_json(out_dir / TRAIN_FILE, record)

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypedDict
 
-from components.artifacts.manifest import MANIFEST_FILE, ArtifactKind
+from components.artifacts.manifest import ArtifactKind
+from components.core.errors import CxrError
 from components.core.files import read_json, write_json, write_text
 
 SIDES = ("train", "val", "test")
@@ -56,6 +57,16 @@ class Split:
         """The side models are scored on: test when the split has one, else validation."""
         return "test" if self.sides["test"] else "val"
 
+    def check_made_from(self, dataset_fingerprint: str | None, dataset_path: Path) -> None:
+        """Refuses a split made from another dataset than the one a step was given with it."""
+        made_from = self.summary.get("dataset_fingerprint")
+        if dataset_fingerprint and made_from and made_from != dataset_fingerprint:
+            raise CxrError(
+                f"split {self.path} was made from another dataset than {dataset_path} (fingerprint "
+                f"{made_from[:12]}…, that one {dataset_fingerprint[:12]}…); run `cxr split --dataset "
+                f"{dataset_path}` and use its output"
+            )
+
 
 def split_fingerprint(sides: dict[str, list[str]]) -> str:
     """sha256 over the sorted id lists of every side: equal fingerprints, identical splits."""
@@ -67,9 +78,7 @@ def split_fingerprint(sides: dict[str, list[str]]) -> str:
 
 def write_split(out_dir: Path, sides: dict[str, list[str]], summary: SplitSummary) -> None:
     """Writes a split folder: the id lists, summary.json, then the manifest."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / MANIFEST_FILE).unlink(missing_ok=True)
+    out_dir = KIND.ensure_prepared(out_dir)
     for side in SIDES:
         write_text(out_dir / f"{side}.txt", "".join(f"{i}\n" for i in sorted(sides[side])))
     write_json(out_dir / SUMMARY_FILE, summary)

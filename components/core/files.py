@@ -8,11 +8,24 @@ from pathlib import Path
 
 from components.core.errors import CxrError
 
+TEMP_MARK = ".cxr-tmp-"  # in every temporary name cxr-kfp writes; cleanups remove only these
+
+
+def temp_path(path: Path) -> Path:
+    """A hidden temporary name beside `path`, renamed onto it once whole."""
+    path = Path(path)
+    return path.with_name(f".{path.name}{TEMP_MARK}{os.getpid()}")
+
+
+def is_temp_name(name: str) -> bool:
+    """True for a name temp_path() made (of any process): the only names cleanups remove."""
+    return name.startswith(".") and TEMP_MARK in name
+
 
 def write_text(path: Path, text: str) -> None:
     """Writes a text file atomically (a rerun or a crash never leaves half a file behind)."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp = temp_path(path)
     tmp.write_text(text, encoding="utf-8")
     tmp.replace(path)
 

@@ -33,7 +33,19 @@ NOT_AN_IMAGE = "not_an_image"
 TRUNCATED = "truncated"
 TOO_LARGE = "too_large"
 UNKNOWN_CLASS = "unknown_class"
-SKIP_REASONS = (EMPTY, NOT_AN_IMAGE, TRUNCATED, TOO_LARGE, UNKNOWN_CLASS)
+TRAILING_DATA = "trailing_data"  # bytes after the image's end: not a clean image file
+BAD_NAME = "bad_name"  # a path that is not valid UTF-8 or holds control characters
+SUSPICIOUS_ARCHIVE_MEMBER = "suspicious_archive_member"  # a zip member expanding far beyond its size
+SKIP_REASONS = (
+    EMPTY,
+    NOT_AN_IMAGE,
+    TRUNCATED,
+    TOO_LARGE,
+    UNKNOWN_CLASS,
+    TRAILING_DATA,
+    BAD_NAME,
+    SUSPICIOUS_ARCHIVE_MEMBER,
+)
 
 # Raster formats an X-ray may arrive in; anything else in an images/ folder is not an image.
 FORMATS = ("PNG", "JPEG", "BMP", "TIFF", "GIF", "WEBP")
@@ -212,6 +224,8 @@ def _check_png_chunks(data: bytes) -> None:
         if zlib.crc32(memoryview(data)[pos + 4 : end - 4]) != stored_crc:
             raise ImageSkip(TRUNCATED, f"bad CRC in a PNG {kind.decode('latin-1')!r} chunk at byte {pos}")
         if kind == b"IEND":
+            if end != len(data):
+                raise ImageSkip(TRAILING_DATA, f"{len(data) - end:,} bytes after the PNG IEND chunk")
             return
         pos = end
 

@@ -15,6 +15,7 @@ import hashlib
 import os
 import tempfile
 import threading
+import unicodedata
 import zipfile
 import zlib
 from collections.abc import Iterator
@@ -27,6 +28,10 @@ from components.core.images import ImageSkip
 
 # `demo:N`: the ingest task makes N synthetic images itself (kind and cluster smoke runs need no data).
 DEMO_SOURCE_PREFIX = "demo:"
+MAX_ARCHIVE_MEMBERS = 500_000
+MAX_ARCHIVE_BYTES = 64 * 2**30  # what the members of one archive may expand to in all
+MAX_COMPRESSION_RATIO = 50  # PNG and JPEG data is compressed already: zip gains little on it
+RATIO_CHECK_BYTES = 1 << 20  # tiny members (empty images, text) compress well and are harmless
 
 
 class Source(abc.ABC):
@@ -60,12 +65,10 @@ class Source(abc.ABC):
 
 
 class _DirSource(Source):
-    """A folder (links followed, each real folder walked once; the output folder left out)."""
+    """A folder (links followed, each real folder walked once)."""
 
-    def __init__(self, root: Path, exclude: Path | None = None):
+    def __init__(self, root: Path):
         self.root = root.resolve()
-        # The output folder, when it sits inside the source, is not part of the data.
-        self.exclude = exclude.resolve() if exclude is not None else None
 
     def entries(self) -> list[tuple[str, int]]:
         def fail(exc: OSError) -> None:
@@ -80,7 +83,6 @@ class _DirSource(Source):
                 subfolders[:] = []
                 continue
             seen.add(real)
-            subfolders[:] = [d for d in subfolders if (base / d).resolve() != self.exclude]
             for name in files:
                 path = base / name
                 try:
@@ -113,10 +115,27 @@ class _ZipSource(Source):
             infos = self._zip().infolist()
         except (zipfile.BadZipFile, OSError) as exc:
             raise CxrError(f"--source {location}: not a readable .zip archive ({exc})") from exc
-        # Zips made on Windows may use backslashes; a member is addressed by its "/" form.
-        self.members = {
-            info.filename.replace("\\", "/").lstrip("/"): info for info in infos if not info.is_dir()
-        }
+        files = [info for info in infos if not info.is_dir()]
+        if len(files) > MAX_ARCHIVE_MEMBERS:
+            raise CxrError(
+                f"--source {location}: {len(files):,} members, over the limit of {MAX_ARCHIVE_MEMBERS:,} "
+                "(the real dataset has about 42,000); unpack it and pass the folder"
+            )
+        declared = sum(info.file_size for info in files)
+        if declared > MAX_ARCHIVE_BYTES:
+            raise CxrError(
+                f"--source {location}: its members expand to {declared / 2**30:.0f} GiB, over the limit of "
+                f"{MAX_ARCHIVE_BYTES / 2**30:.0f} GiB; unpack it yourself and pass the folder"
+            )
+        self.members: dict[str, zipfile.ZipInfo] = {}
+        for info in files:
+            rel = member_name(info.filename)
+            if rel in self.members:
+                raise CxrError(
+                    f"--source {location}: members {self.members[rel].filename!r} and {info.filename!r} "
+                    f"both name {rel!r}; repack the archive without one of them"
+                )
+            self.members[rel] = info
 
     def _zip(self) -> zipfile.ZipFile:
         handle = getattr(self._local, "zip", None)
@@ -131,13 +150,27 @@ class _ZipSource(Source):
         return sorted((rel, info.file_size) for rel, info in self.members.items())
 
     def read(self, rel: str) -> bytes:
+        self._check_ratio(self.members[rel])
         with self._member_errors():
             return self._zip().read(self.members[rel])
 
     @contextlib.contextmanager
     def open(self, rel: str) -> Iterator[BinaryIO]:
+        self._check_ratio(self.members[rel])
         with self._member_errors(), self._zip().open(self.members[rel]) as f:
             yield f
+
+    @staticmethod
+    def _check_ratio(info: zipfile.ZipInfo) -> None:
+        # zipfile never inflates past the declared size (then the CRC fails), so the declared size,
+        # capped per file by ingest, bounds memory; a ratio no image reaches marks a crafted member.
+        ratio = info.file_size / max(info.compress_size, 1)
+        if info.file_size > RATIO_CHECK_BYTES and ratio > MAX_COMPRESSION_RATIO:
+            raise ImageSkip(
+                images.SUSPICIOUS_ARCHIVE_MEMBER,
+                f"expands {ratio:,.0f}:1 ({info.compress_size:,} → {info.file_size:,} bytes), over the "
+                f"{MAX_COMPRESSION_RATIO}:1 no image file reaches",
+            )
 
     @staticmethod
     @contextlib.contextmanager
@@ -216,14 +249,26 @@ def _make_demo_source(source: str, folder: Path) -> Path:
     return folder / "demo-data"
 
 
+def member_name(filename: str) -> str:
+    """The "/" form of a zip member's name (zips made on Windows use backslashes), NFC-normalised."""
+    parts = [
+        p for p in unicodedata.normalize("NFC", filename.replace("\\", "/")).split("/") if p not in ("", ".")
+    ]
+    return "/".join(parts)
+
+
+def local_path(source: str) -> Path | None:
+    """The local folder or .zip a --source value names; None for gs:// and demo:N sources."""
+    return None if storage.is_gcs_uri(source) or source.startswith(DEMO_SOURCE_PREFIX) else Path(source)
+
+
 @contextlib.contextmanager
-def open_source(source: str, workers: int, exclude: Path | None = None) -> Iterator[Source]:
+def open_source(source: str, workers: int) -> Iterator[Source]:
     """The source a --source value names, opened for reading (closed, and temporary files removed, on exit).
 
     Args:
         source: a folder, a .zip, gs://BUCKET/PREFIX, gs://BUCKET/OBJECT.zip or demo:N.
         workers: threads for gs:// downloads.
-        exclude: a folder to leave out of a folder source (the output folder, when it is inside).
     """
     with contextlib.ExitStack() as stack:
         if storage.is_gcs_uri(source):
@@ -242,7 +287,7 @@ def open_source(source: str, workers: int, exclude: Path | None = None) -> Itera
         else:
             path = Path(source)
             if path.is_dir():
-                src = _DirSource(path, exclude)
+                src = _DirSource(path)
             elif path.is_file() and zipfile.is_zipfile(path):
                 src = _ZipSource(path, str(path.resolve()))
             elif path.exists():

@@ -20,11 +20,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from components.core.errors import CxrError
-from components.core.progress import Progress
+from components.core.files import TEMP_MARK
+from components.core.progress import Progress, log
 
 EMULATOR_ENV = "STORAGE_EMULATOR_HOST"
 EMULATOR_PROJECT = "cxr-local"
 _CHUNK = 1 << 20
+TIMEOUT_ENV = "CXR_GCS_TIMEOUT_SECONDS"
+DEFAULT_TIMEOUT_SECONDS = 60.0
+CHECKSUM_ATTEMPTS = 3  # downloads whose bytes fail their checksum are fetched again, then refused
 
 
 def cache_dir() -> Path:
@@ -69,6 +73,31 @@ def split_gcs_uri(uri: str) -> tuple[str, str]:
     return bucket, name
 
 
+def storage_timeout() -> float:
+    """Seconds one storage operation may spend retrying transient errors (CXR_GCS_TIMEOUT_SECONDS)."""
+    raw = os.environ.get(TIMEOUT_ENV, "")
+    try:
+        seconds = float(raw) if raw else DEFAULT_TIMEOUT_SECONDS
+    except ValueError:
+        seconds = -1.0
+    if not 0 < seconds <= 86_400:
+        raise CxrError(f"{TIMEOUT_ENV}={raw!r}: give seconds between 1 and 86400, e.g. 60")
+    return seconds
+
+
+def _retry():
+    """The library's retry policy (429, 5xx, resets, timeouts; backoff), at most storage_timeout() long."""
+    from google.cloud.storage.retry import DEFAULT_RETRY
+
+    return DEFAULT_RETRY.with_timeout(storage_timeout()).with_delay(initial=0.5, maximum=8.0)
+
+
+def _timeouts() -> tuple[float, float]:
+    """(connect, read) seconds of one request: an endpoint that never answers costs one of them a try."""
+    total = storage_timeout()
+    return min(10.0, total), min(60.0, total)
+
+
 def get_client():
     """A google.cloud.storage.Client (anonymous against an emulator when STORAGE_EMULATOR_HOST is set).
 
@@ -105,13 +134,13 @@ def list_objects(uri: str, *, client=None) -> list[GcsObject]:
     with _gcs_errors(uri):
         bucket = client.bucket(bucket_name)
         if name and not name.endswith("/"):
-            blob = bucket.get_blob(name)
+            blob = bucket.get_blob(name, retry=_retry(), timeout=_timeouts())
             if blob is not None:
                 return [_object(blob, name.rsplit("/", 1)[-1])]
         prefix = f"{name.rstrip('/')}/" if name.strip("/") else ""
         objects = [
             _object(blob, blob.name[len(prefix) :])
-            for blob in client.list_blobs(bucket_name, prefix=prefix)
+            for blob in client.list_blobs(bucket_name, prefix=prefix, retry=_retry(), timeout=_timeouts())
             if not blob.name.endswith("/")
         ]
     if not objects:
@@ -168,12 +197,12 @@ def download_file(uri: str, dest: Path, expected_sha256: str | None = None) -> P
         raise CxrError(f"{uri}: names a folder, not an object; give the full object path")
     client = get_client()
     with _gcs_errors(uri):
-        blob = client.bucket(bucket_name).get_blob(name)
+        blob = client.bucket(bucket_name).get_blob(name, retry=_retry(), timeout=_timeouts())
     if blob is None:
         raise CxrError(f"{uri}: no such object; check the path (`gcloud storage ls {uri}`)")
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".partial")
+    handle, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}{TEMP_MARK}")
     os.close(handle)
     tmp = Path(tmp_name)
     try:
@@ -212,11 +241,35 @@ def upload_dir(local_dir: Path, uri: str, *, workers: int = 8) -> list[str]:
     def one(path: Path) -> str:
         object_name = prefix + path.relative_to(local_dir).as_posix()
         with _gcs_errors(f"gs://{bucket_name}/{object_name}"):
-            bucket.blob(object_name).upload_from_filename(str(path))
+            bucket.blob(object_name).upload_from_filename(str(path), retry=_retry(), timeout=_timeouts())
         return f"gs://{bucket_name}/{object_name}"
 
     with ThreadPoolExecutor(max(1, workers)) as pool:
         return sorted(pool.map(one, files))
+
+
+def upload_bytes(uri: str, data: bytes) -> None:
+    """Writes one object (visible whole or not at all), its MD5 checked by the service on arrival."""
+    bucket_name, name = split_gcs_uri(uri)
+    md5 = base64.b64encode(hashlib.md5(data).digest()).decode()
+    with _gcs_errors(uri):
+        blob = get_client().bucket(bucket_name).blob(name)
+        blob.md5_hash = md5
+        blob.upload_from_string(
+            data, content_type="application/octet-stream", retry=_retry(), timeout=_timeouts()
+        )
+
+
+def delete_object(uri: str) -> None:
+    """Deletes one object; one already gone is no error."""
+    from google.api_core import exceptions as api
+
+    bucket_name, name = split_gcs_uri(uri)
+    with _gcs_errors(uri):
+        try:
+            get_client().bucket(bucket_name).blob(name).delete(retry=_retry(), timeout=_timeouts())
+        except api.NotFound:
+            pass
 
 
 def file_digest(path: Path, algorithm: str) -> bytes:
@@ -254,14 +307,21 @@ def verify_download(obj: GcsObject, path: Path) -> None:
 def _download_verified(client, obj: GcsObject, dest: Path) -> None:
     blob = client.bucket(obj.bucket).blob(obj.name, generation=obj.generation)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    with _gcs_errors(obj.uri):
-        _fetch(blob, dest)
-    verify_download(obj, dest)
+    for attempt in range(1, CHECKSUM_ATTEMPTS + 1):
+        with _gcs_errors(obj.uri):
+            _fetch(blob, dest)
+        try:
+            verify_download(obj, dest)
+            return
+        except CxrError:
+            if attempt == CHECKSUM_ATTEMPTS:
+                raise
+            log(f"{obj.uri}: corrupted transfer; downloading again ({attempt}/{CHECKSUM_ATTEMPTS - 1})")
 
 
 def _fetch(blob, dest: Path) -> None:
     # The library's own checksum is off: verify_download computes and compares both itself.
-    blob.download_to_filename(str(dest), checksum=None)
+    blob.download_to_filename(str(dest), checksum=None, retry=_retry(), timeout=_timeouts())
 
 
 def _object(blob, relative: str) -> GcsObject:
@@ -299,6 +359,14 @@ class _gcs_errors:
             raise CxrError(
                 f"{self.uri}: access denied; grant this account storage.objects "
                 "read/write permissions on the bucket"
+            ) from exc
+        if isinstance(exc, api.RetryError):
+            cause = exc.cause or exc
+            said = str(cause).splitlines()[0][:160] if str(cause) else ""
+            raise CxrError(
+                f"{self.uri}: Google Cloud Storage did not answer within {storage_timeout():.0f} s of "
+                f"retries ({type(cause).__name__}: {said}); check the network, or allow longer with "
+                f"{TIMEOUT_ENV}"
             ) from exc
         from requests.exceptions import RequestException
 

@@ -21,6 +21,7 @@ import numpy as np
 
 from components.core.classes import CLASS_NAMES
 from components.core.errors import CxrError
+from components.core.files import temp_path
 from components.core.progress import log
 from components.core.storage import cache_dir
 from components.demo.phantom import REAL_IMAGE_SIZE, check_seed, check_size, demo_arrays
@@ -88,7 +89,7 @@ def make_demo_weights(out_file: Path, image_size: int = 64, seed: int = 0) -> Pa
         log(f"demo-weights: using cached {cached}")
     cached = demo_backbone_file(image_size, seed)
     out_file.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_file.with_name(f".{out_file.name}.tmp-{os.getpid()}")
+    tmp = temp_path(out_file)
     shutil.copyfile(cached, tmp)
     tmp.replace(out_file)
     demo_marker(out_file).write_text(f"cxr-kfp demo backbone v{DEMO_WEIGHTS_VERSION}\n")
