@@ -2,6 +2,7 @@
 training on pixels (components/core/features.py).
 """
 
+import io
 import json
 import subprocess
 import sys
@@ -10,6 +11,7 @@ import textwrap
 import numpy as np
 import pytest
 
+from components.artifacts import features as features_artifact
 from components.artifacts.dataset import open_dataset
 from components.artifacts.features import open_features
 from components.core import training
@@ -189,13 +191,28 @@ def test_features_of_another_dataset_size_or_backbone_are_refused(prepared, tmp_
         )
 
 
-def test_rows_are_read_in_any_order_without_holding_the_file(prepared, tmp_path):
+def test_rows_are_read_in_any_order_without_holding_the_file(prepared, tmp_path, monkeypatch):
     featurize(prepared / "ds", tmp_path / "features", image_size=SIZE, weights="none", dtype="float16")
     features = open_features(tmp_path / "features")
     everything = np.load(features.file)
     rows = np.array([5, 2, 3, 4, 40, 0, 41])
     out = np.empty((len(rows), *everything.shape[1:]), everything.dtype)
     np.testing.assert_array_equal(features.read_rows(rows, out), everything[rows])
+    # A long run of consecutive rows is read a bounded piece at a time, not in one read of its size.
+    row_bytes = everything[0].nbytes
+    monkeypatch.setattr(features_artifact, "READ_BYTES", 2 * row_bytes)
+    reads = []
+
+    class CountingFile(io.FileIO):
+        def readinto(self, view):
+            reads.append(len(view))
+            return super().readinto(view)
+
+    monkeypatch.setattr(features_artifact, "open", CountingFile, raising=False)
+    every_row = np.arange(len(everything))
+    out = np.empty_like(everything)
+    np.testing.assert_array_equal(features.read_rows(every_row, out), everything)
+    assert max(reads) == 2 * row_bytes
     model = build_model(VARIANTS["model1"], image_size=SIZE, weights=None)
     probabilities = predict_on_features(
         model, features.read_rows, rows, everything.shape[1:], everything.dtype

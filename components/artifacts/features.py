@@ -7,8 +7,8 @@ Layout of a features folder D:
                    sha256, dtype, dataset fingerprint) and how fast
   D/artifact.json  kind "features", written last (manifest.py)
 
-features.npy is written and read with plain file I/O, row range by row range, never memory-mapped
-whole, so neither side holds more than the rows it asked for.
+features.npy is written and read with plain file I/O, row range by row range (at most READ_BYTES per
+read), never memory-mapped whole, so neither side holds more than the rows it asked for.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ FEATURES_FILE = "features.npy"
 SUMMARY_FILE = "features.json"
 KIND = ArtifactKind("features", 1, "featurize", (FEATURES_FILE, SUMMARY_FILE))
 DTYPES, DEFAULT_DTYPE = study.FEATURE_DTYPES, study.DEFAULT_FEATURE_DTYPE
+READ_BYTES = 64 * 2**20  # at most this much of features.npy is read at once, beside the caller's rows
 
 
 class FeaturesSummary(TypedDict):
@@ -87,21 +88,27 @@ class Features:
                 raise CxrError(f"{self.file} has {shape[0]} rows; the dataset asks for row {rows.max()}")
             order = np.argsort(rows, kind="stable")
             flat = out.reshape(len(rows), -1).view(np.uint8)
-            for start, stop in _runs(rows[order]):
-                first = rows[order[start]]
-                f.seek(offset + int(first) * row_bytes)
-                data = f.read((stop - start) * row_bytes)
-                flat[order[start:stop]] = np.frombuffer(data, np.uint8).reshape(stop - start, row_bytes)
+            buffer = np.empty((max(1, READ_BYTES // max(row_bytes, 1)), row_bytes), np.uint8)
+            for start, stop in _runs(rows[order], len(buffer)):
+                f.seek(offset + int(rows[order[start]]) * row_bytes)
+                part = buffer[: stop - start]
+                if f.readinto(memoryview(part).cast("B")) != part.nbytes:
+                    raise CxrError(
+                        f"{self.file} ends before row {rows[order[stop - 1]]}; run `cxr featurize` again"
+                    )
+                flat[order[start:stop]] = part
         return out
 
 
-def _runs(sorted_rows: np.ndarray):
-    """(start, stop) positions of the runs of consecutive row numbers in a sorted array."""
+def _runs(sorted_rows: np.ndarray, longest: int):
+    """(start, stop) positions of runs of consecutive row numbers in a sorted array, each ≤ `longest`."""
     if not len(sorted_rows):
         return
     breaks = np.flatnonzero(np.diff(sorted_rows) != 1) + 1
     edges = [0, *breaks.tolist(), len(sorted_rows)]
-    yield from zip(edges[:-1], edges[1:], strict=False)
+    for first, last in zip(edges[:-1], edges[1:], strict=False):
+        for start in range(first, last, longest):
+            yield start, min(start + longest, last)
 
 
 class FeaturesWriter:
