@@ -324,6 +324,11 @@ def main() -> int:
     comparison = json.loads((work / "report" / "comparison.json").read_text())
     results["best_variant"] = comparison["best_variant"]
     results["accuracy"] = {e["variant"]: round(e["accuracy"], 4) for e in comparison["variants"]}
+    records = {v: json.loads((work / v / "train.json").read_text()) for v in sorted(VARIANTS)}
+    results["checkpoint_writes"] = {
+        v: {"longest_seconds": t["checkpoint_seconds"], "megabytes": round(t["checkpoint_bytes"] / 1e6, 1)}
+        for v, t in records.items()
+    }
     RESULTS_JSON.write_text(json.dumps(results, indent=2) + "\n")
     RESULTS_MD.write_text(markdown(results))
     print(RESULTS_MD.read_text())
@@ -468,6 +473,13 @@ def markdown(r: dict) -> str:
         f"mixed_bfloat16 {p['tail_model3']['mixed_bfloat16']['train_images_per_s']} images/s.",
         f"- model3 tail on one device {d['one_device']['train_images_per_s']} images/s, mirrored over two "
         f"logical CPUs {d['mirrored_two_logical_cpus']['train_images_per_s']} images/s.",
+        "- Checkpoint writes (what a SIGTERM waits for; GKE gives spot pods about 15 s), longest of the "
+        "run, to a local folder: "
+        + ", ".join(
+            f"{v} {c['longest_seconds']:.2f} s for {c['megabytes']} MB"
+            for v, c in sorted(r["checkpoint_writes"].items())
+        )
+        + ".",
         "",
     ]
     return "\n".join(lines)

@@ -82,6 +82,7 @@ def ingest(
     max_pixels: int = 50_000_000,
     workers: int = 8,
     max_file_bytes: int = MAX_FILE_BYTES,
+    follow_links: bool = False,
 ) -> dict:
     """Decodes and validates every image of a Kaggle-layout source into a dataset folder.
 
@@ -94,6 +95,8 @@ def ingest(
         max_pixels: images with width × height over this are skipped as too_large.
         workers: threads for downloading, reading and decoding.
         max_file_bytes: files (zip members: uncompressed) over this are skipped as too_large unread.
+        follow_links: follow a folder source's links to files and folders outside it (by default they
+            are skipped as link_outside_source).
 
     Returns:
         The summary written to out_dir/summary.json.
@@ -109,9 +112,10 @@ def ingest(
     local = local_path(source_text)
     out_dir = DATASET_KIND.prepare_output(out_dir, inputs=[("--source", local)] if local else [])
     with contextlib.ExitStack() as stack:
-        src = stack.enter_context(open_source(source_text, workers))
+        src = stack.enter_context(open_source(source_text, workers, follow_links))
         entries = src.entries()
         candidates, skipped, ignored = _classify(entries, max_file_bytes)
+        skipped += [_skip(*refused) for refused in src.refused]
         synthetic = _is_synthetic(src, entries, candidates)
         src.prepare([c.rel for c in candidates], workers)
         candidates = _read_headers(src, candidates, skipped, max_pixels, workers)

@@ -224,6 +224,8 @@ def train(
         "replicas": strategy.num_replicas_in_sync,
         "feature_cache": "features artifact" if features else ("in this step" if feature_cache else "off"),
         "feature_seconds": round(feature_seconds, 3),
+        "checkpoint_seconds": round(saved.longest_write_seconds, 3),
+        "checkpoint_bytes": saved.last_bytes,
         "dataset_fingerprint": dataset.fingerprint,
         "split_fingerprint": split.fingerprint,
         "tensorflow": tf.__version__,

@@ -34,7 +34,12 @@ def _ingest(a):
     from components.ingest import ingest
 
     return ingest(
-        a.source, a.out, stored_size=a.stored_size or None, max_pixels=a.max_pixels, workers=a.workers
+        a.source,
+        a.out,
+        stored_size=a.stored_size or None,
+        max_pixels=a.max_pixels,
+        workers=a.workers,
+        follow_links=a.follow_links,
     )
 
 
@@ -204,6 +209,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="skip images with more pixels than this, checked before decoding (default 50M)",
     )
     p.add_argument("--workers", type=int, default=8, help="threads for downloads and decoding (default 8)")
+    p.add_argument(
+        "--follow-links",
+        action="store_true",
+        help="follow links to files and folders outside --source (default: skip and list them)",
+    )
 
     p = command("split", _split, "Stratified, seeded hold-out; identical images stay on one side.")
     p.add_argument("--dataset", required=True, type=Path, help="ingested dataset folder")

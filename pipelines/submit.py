@@ -22,6 +22,7 @@ from pipelines.config import Config, git_tag
 from pipelines.pipeline import pipeline_arguments
 
 FINISHED = {"SUCCEEDED", "FAILED", "SKIPPED", "CANCELED", "CANCELLED", "ERROR"}
+WAIT_OUTAGE_SECONDS = 300.0  # --wait rides out an API restart or a dropped port-forward this long
 
 
 def submit(
@@ -99,15 +100,24 @@ def _fingerprint_a_cached_bucket(config: Config) -> None:
 
 
 def _wait(client, run_id: str, timeout_s: float, poll_s: float) -> str:
-    deadline, last = time.monotonic() + timeout_s, None
+    """Polls the run until it finishes; the endpoint may fail for up to WAIT_OUTAGE_SECONDS at a time."""
+    deadline, last, failing_since = time.monotonic() + timeout_s, None, None
     while True:
         try:
             state = str(client.get_run(run_id).state or "PENDING").upper()
+            failing_since = None
         except Exception as exc:  # the API went away or refused us while we waited
-            raise CxrError(
-                f"lost track of run {run_id}: the KFP endpoint {_reason(exc)}; the run may still "
-                "be going: check it in the Kubeflow UI"
-            ) from exc
+            now = time.monotonic()
+            if failing_since is None:
+                failing_since = now
+                log(f"submit: the KFP endpoint {_reason(exc)}; asking again for {WAIT_OUTAGE_SECONDS:.0f} s")
+            if now - failing_since >= WAIT_OUTAGE_SECONDS or now > deadline:
+                raise CxrError(
+                    f"lost track of run {run_id}: the KFP endpoint {_reason(exc)} for "
+                    f"{now - failing_since:.0f} s; the run may still be going: check it in the Kubeflow UI"
+                ) from exc
+            time.sleep(poll_s)
+            continue
         if state != last:
             log(f"submit: run {run_id} is {state}")
             last = state

@@ -26,6 +26,7 @@ class KfpScenario:
     run_id: str = "run-1"
     final_state: str = "SUCCEEDED"
     running_polls: int = 0  # GETs of the run answered RUNNING before final_state
+    failing_polls: int = 0  # GETs of the run answered 503 first (an API server restarting)
     refuse: bool = False  # every request gets HTTP 403
     report_state: int = COMPLETE
     evaluate_states: list[int] = field(default_factory=lambda: [COMPLETE] * 3)
@@ -73,6 +74,9 @@ class _Handler(BaseHTTPRequestHandler):
         if self.path.startswith("/apis/v2beta1/experiments"):
             return self._json(200, {"experiments": [], "total_size": 0})
         if self.path.startswith(f"/apis/v2beta1/runs/{s.run_id}"):
+            if s.failing_polls:
+                s.failing_polls -= 1
+                return self._json(503, {"error": "upstream connect error", "code": 14})
             s.polls += 1
             state = "RUNNING" if s.polls <= s.running_polls else s.final_state
             tasks = [

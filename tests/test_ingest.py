@@ -483,7 +483,7 @@ def test_clear_errors(kaggle_folder, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-def test_linked_class_folders_are_followed_and_a_link_loop_is_walked_once(tmp_path):
+def test_linked_class_folders_outside_are_followed_when_asked_and_a_link_loop_is_walked_once(tmp_path):
     from tests.conftest import write_kaggle_folder
 
     data = tmp_path / "data"
@@ -492,8 +492,27 @@ def test_linked_class_folders_are_followed_and_a_link_loop_is_walked_once(tmp_pa
     (data / "COVID").symlink_to(elsewhere / "COVID", target_is_directory=True)
     (data / "Normal").symlink_to(elsewhere / "Normal", target_is_directory=True)
     (data / "Normal" / "images" / "loop").symlink_to(data, target_is_directory=True)
-    summary = ingest(str(data), tmp_path / "out")
+    summary = ingest(str(data), tmp_path / "out", follow_links=True)
     assert summary["per_class"]["COVID"] == 2 and summary["per_class"]["Normal"] == 3
+
+
+def test_links_leaving_the_source_are_skipped_and_listed_not_followed(tmp_path, capsys):
+    from tests.conftest import write_kaggle_folder
+
+    data = write_kaggle_folder(tmp_path / "data", {"COVID": 2, "Normal": 3})
+    secret = tmp_path / "private" / "id_rsa.png"
+    secret.parent.mkdir()
+    secret.write_bytes((data / "COVID/images/COVID-1.png").read_bytes())
+    (data / "Normal/images/Normal-9.png").symlink_to(secret)
+    (data / "Normal/images/home").symlink_to(tmp_path / "private", target_is_directory=True)
+    (data / "Normal/images/Normal-1-again.png").symlink_to(data / "Normal/images/Normal-1.png")
+    summary = ingest(str(data), tmp_path / "out")
+    assert summary["per_class"] == {"COVID": 2, "Lung_Opacity": 0, "Normal": 4, "Viral Pneumonia": 0}
+    refused = {s["path"]: s for s in summary["skipped"] if s["reason"] == "link_outside_source"}
+    assert set(refused) == {"Normal/images/Normal-9.png", "Normal/images/home"}
+    assert str(secret) in refused["Normal/images/Normal-9.png"]["detail"]
+    assert "--follow-links" in refused["Normal/images/home"]["detail"]
+    assert "link_outside_source 2" in capsys.readouterr().err
 
 
 # --- hostile and broken input: a clear error or a listed skip, never a traceback ----------------------

@@ -5,6 +5,7 @@ import json
 import pytest
 import yaml
 
+from pipelines import submit as submit_module
 from pipelines.cli import main
 from tests.fakes import KfpScenario, fake_kfp
 
@@ -71,6 +72,25 @@ def test_wait_fails_when_the_run_fails(kfp_server, capsys):
     code = main(["submit", "--host", kfp_server, "--set", "images.tag=t1", *FINGERPRINT, "--wait"])
     assert code != 0
     assert "run run-1 ended FAILED" in capsys.readouterr().err
+
+
+def test_wait_rides_out_a_short_outage_of_the_api(kfp_server, capsys, monkeypatch):
+    kfp_server, scenario = kfp_server
+    scenario.failing_polls, scenario.running_polls = 2, 1
+    code = main(["submit", "--host", kfp_server, "--set", "images.tag=t1", *FINGERPRINT, "--wait"])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert "HTTP 503" in err and "asking again" in err and "SUCCEEDED" in err
+
+
+def test_wait_gives_up_on_a_long_outage_with_one_line(kfp_server, capsys, monkeypatch):
+    kfp_server, scenario = kfp_server
+    scenario.failing_polls = 10**6
+    monkeypatch.setattr(submit_module, "WAIT_OUTAGE_SECONDS", 0.3)
+    code = main(["submit", "--host", kfp_server, "--set", "images.tag=t1", *FINGERPRINT, "--wait"])
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("cxr: lost track of run run-1") and "Kubeflow UI" in err
 
 
 def test_refused_request_is_one_clear_line(kfp_server, capsys):

@@ -69,6 +69,8 @@ class TrainRecord(TrainSummary, total=False):
     replicas: int
     feature_cache: str  # "features artifact", "in this step" or "off" (trained on pixels)
     feature_seconds: float  # the prefix pass this step ran itself (0 with a features artifact)
+    checkpoint_seconds: float  # the longest checkpoint write of this training (SIGTERM waits this long)
+    checkpoint_bytes: int  # size of one checkpoint (weights, optimizer state)
     dataset_fingerprint: str | None
     split_fingerprint: str
     tensorflow: str

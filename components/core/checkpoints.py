@@ -59,6 +59,8 @@ class Checkpoints:
         self.remote = storage.is_gcs_uri(self.location)
         self.key = settings_key(settings)
         self.last_write_seconds = 0.0
+        self.longest_write_seconds = 0.0  # of any checkpoint of this run: what a SIGTERM must wait for
+        self.last_bytes = 0
 
     # -- the store: a local folder or a gs:// prefix ------------------------------------------------
 
@@ -177,6 +179,8 @@ class Checkpoints:
             self._delete(f"{old}.json")
             self._delete(f"{old}.npz")
         self.last_write_seconds = time.perf_counter() - started
+        self.longest_write_seconds = max(self.longest_write_seconds, self.last_write_seconds)
+        self.last_bytes = len(data)
 
     def save_features(self, table: np.ndarray) -> None:
         """Keeps the features this training extracted itself, so a resumed run does not recompute them.

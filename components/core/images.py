@@ -36,6 +36,7 @@ UNKNOWN_CLASS = "unknown_class"
 TRAILING_DATA = "trailing_data"  # bytes after the image's end: not a clean image file
 BAD_NAME = "bad_name"  # a path that is not valid UTF-8 or holds control characters
 SUSPICIOUS_ARCHIVE_MEMBER = "suspicious_archive_member"  # a zip member expanding far beyond its size
+LINK_OUTSIDE_SOURCE = "link_outside_source"  # a symbolic link out of the source folder (not followed)
 SKIP_REASONS = (
     EMPTY,
     NOT_AN_IMAGE,
@@ -45,6 +46,7 @@ SKIP_REASONS = (
     TRAILING_DATA,
     BAD_NAME,
     SUSPICIOUS_ARCHIVE_MEMBER,
+    LINK_OUTSIDE_SOURCE,
 )
 
 # Raster formats an X-ray may arrive in; anything else in an images/ folder is not an image.

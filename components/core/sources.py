@@ -37,6 +37,11 @@ RATIO_CHECK_BYTES = 1 << 20  # tiny members (empty images, text) compress well a
 class Source(abc.ABC):
     """Files addressed by their path relative to the source root ("a/b/c.png")."""
 
+    refused: list[tuple[str, str, str]]  # (path, reason, detail) of what entries() left out, to list
+
+    def __init__(self):
+        self.refused = []
+
     @abc.abstractmethod
     def entries(self) -> list[tuple[str, int]]:
         """(relative path, size in bytes) of every file, sorted."""
@@ -65,10 +70,27 @@ class Source(abc.ABC):
 
 
 class _DirSource(Source):
-    """A folder (links followed, each real folder walked once)."""
+    """A folder; links inside it followed, each real folder walked once.
 
-    def __init__(self, root: Path):
+    A link to a file or folder outside the folder is left out and listed (link_outside_source) unless
+    `follow_links`: a dataset that arrives with links to elsewhere can point at any file of the machine.
+    """
+
+    def __init__(self, root: Path, follow_links: bool = False):
+        super().__init__()
         self.root = root.resolve()
+        self.follow_links = follow_links
+
+    def _leaves(self, path: Path) -> str | None:
+        """The real path of a link that leads outside the root (None: not a link, or inside)."""
+        if self.follow_links or not path.is_symlink():
+            return None
+        real = path.resolve()
+        return None if real.is_relative_to(self.root) else str(real)
+
+    def _refuse(self, path: Path, target: str, what: str) -> None:
+        detail = f"a link to {what} outside --source ({target}); copy it in (cp -L) or pass --follow-links"
+        self.refused.append((path.relative_to(self.root).as_posix(), images.LINK_OUTSIDE_SOURCE, detail))
 
     def entries(self) -> list[tuple[str, int]]:
         def fail(exc: OSError) -> None:
@@ -83,8 +105,15 @@ class _DirSource(Source):
                 subfolders[:] = []
                 continue
             seen.add(real)
+            for sub in list(subfolders):
+                if target := self._leaves(base / sub):
+                    subfolders.remove(sub)
+                    self._refuse(base / sub, target, "a folder, not walked")
             for name in files:
                 path = base / name
+                if target := self._leaves(path):
+                    self._refuse(path, target, "a file")
+                    continue
                 try:
                     size = path.stat().st_size
                 except OSError:  # a dangling link: let the read report it
@@ -106,6 +135,7 @@ class _ZipSource(Source):
     """Reads members in place; each thread has its own handle on the archive."""
 
     def __init__(self, path: Path, location: str):
+        super().__init__()
         self.path = path
         self.prefix = location
         self._local = threading.local()
@@ -198,6 +228,7 @@ class _GcsSource(Source):
     """Objects under a prefix; prepare() downloads (verified) the files ingest will read."""
 
     def __init__(self, objects: list[storage.GcsObject], tmp: Path):
+        super().__init__()
         self.objects = {o.relative: o for o in objects}
         self.tmp = tmp
         self.local: dict[str, Path] = {}
@@ -263,12 +294,13 @@ def local_path(source: str) -> Path | None:
 
 
 @contextlib.contextmanager
-def open_source(source: str, workers: int) -> Iterator[Source]:
+def open_source(source: str, workers: int, follow_links: bool = False) -> Iterator[Source]:
     """The source a --source value names, opened for reading (closed, and temporary files removed, on exit).
 
     Args:
         source: a folder, a .zip, gs://BUCKET/PREFIX, gs://BUCKET/OBJECT.zip or demo:N.
         workers: threads for gs:// downloads.
+        follow_links: a folder's links to files and folders outside it are followed (else listed).
     """
     with contextlib.ExitStack() as stack:
         if storage.is_gcs_uri(source):
@@ -287,7 +319,7 @@ def open_source(source: str, workers: int) -> Iterator[Source]:
         else:
             path = Path(source)
             if path.is_dir():
-                src = _DirSource(path)
+                src = _DirSource(path, follow_links)
             elif path.is_file() and zipfile.is_zipfile(path):
                 src = _ZipSource(path, str(path.resolve()))
             elif path.exists():
