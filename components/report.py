@@ -16,6 +16,7 @@ import pandas as pd
 from components.artifacts.comparison import KIND as COMPARISON_KIND
 from components.artifacts.comparison import SCHEMA_VERSION, Comparison, ReportFiles, write_comparison
 from components.artifacts.evaluation import Evaluation, VariantEntry, read_evaluation
+from components.core import study
 from components.core.classes import CLASS_NAMES
 from components.core.errors import CxrError
 from components.core.metrics import compute_metrics, labels_from_confusion_matrix
@@ -93,7 +94,7 @@ STUDY_RETRAINED = {
 STUDY_SETUP = (
     "MobileNetV2 with ImageNet weights on the real Kaggle COVID-19 Radiography Database, "
     "10 % test split (2,117 images), 20 epochs, batch 16, Adam 1e-3, trained on 2 × NVIDIA T4 "
-    "in about 21 min per model"
+    f"in about {study.T4_MINUTES_PER_VARIANT} min per model"
 )
 STUDY_TEXT_NOTE = (
     "Metrics are recomputed here from the study's published confusion matrices; the "

@@ -5,6 +5,7 @@ pipeline configuration (pipelines/config.py) all read them from here.
 """
 
 EPOCHS = 20
+T4_MINUTES_PER_VARIANT = 21  # the study's stated training time per model on 2 × NVIDIA T4
 BATCH_SIZE = 16  # global: split across devices under MirroredStrategy
 LEARNING_RATE = 1e-3  # Adam
 IMAGE_SIZE = 224  # model input side in pixels
