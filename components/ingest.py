@@ -57,6 +57,7 @@ from components.demo.kaggle_layout import README_MARKER, README_NAME
 
 # A file (or zip member, by its uncompressed size) over this is refused unread: the zip-bomb guard.
 MAX_FILE_BYTES = 512 * 1024 * 1024
+HEADER_READERS_PER_WORKER = 4  # the header pass reads with this many threads per --workers
 IGNORED_KINDS = ("masks", "metadata", "readme", "os_junk", "other")
 JUNK_NAMES = frozenset({".ds_store", "thumbs.db", "desktop.ini"})
 METADATA_SUFFIXES = (".xlsx", ".xls", ".csv")
@@ -93,7 +94,7 @@ def ingest(
         out_dir: the dataset folder to write (summary.json, index.csv, pixels.npy are replaced).
         stored_size: side of the stored square pixels; default the most common max(width, height).
         max_pixels: images with width × height over this are skipped as too_large.
-        workers: threads for downloading, reading and decoding.
+        workers: threads for downloading and decoding (headers: HEADER_READERS_PER_WORKER × as many).
         max_file_bytes: files (zip members: uncompressed) over this are skipped as too_large unread.
         follow_links: follow a folder source's links to files and folders outside it (by default they
             are skipped as link_outside_source).
@@ -273,7 +274,8 @@ def _read_headers(
             return _skip(c.rel, images.TRUNCATED, f"cannot read the file ({exc.strerror or exc})")
 
     kept = []
-    for result in _run(candidates, work, workers, "ingest: headers"):
+    # A header is a few bytes: this pass waits on the disk (cold files: seconds per thousand), not the CPU.
+    for result in _run(candidates, work, workers * HEADER_READERS_PER_WORKER, "ingest: headers"):
         (skipped.append if isinstance(result, dict) else kept.append)(result)
     return sorted(kept, key=lambda c: (class_index(c.class_name), c.id))
 

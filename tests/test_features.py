@@ -247,3 +247,25 @@ def test_cached_training_under_mirrored_strategy_over_two_cpu_devices(prepared, 
     assert record["replicas"] == 2 and record["feature_cache"] == "in this step"
     history = json.loads((tmp_path / "m" / "history.json").read_text())
     assert len(history["loss"]) == 2 and all(np.isfinite(history["loss"]))
+
+
+def test_a_failed_features_write_is_one_line_and_leaves_no_partial_file(tmp_path):
+    from components.artifacts.features import FeaturesWriter
+
+    writer = FeaturesWriter(tmp_path / "features", (64, 1, 1, 960), "float32")
+
+    class FullDisk:
+        def write(self, data):
+            raise OSError(28, "No space left on device")
+
+        def close(self):
+            pass
+
+    real_file, writer._file = writer._file, FullDisk()
+    real_file.close()
+    with pytest.raises(CxrError, match="cannot write .*No space left on device"):
+        for _ in range(64):
+            writer.write(np.zeros((1, 1, 1, 960), np.float32))
+        writer.close({})
+    writer.abort()
+    assert not writer.partial.exists()

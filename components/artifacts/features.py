@@ -13,6 +13,8 @@ read), never memory-mapped whole, so neither side holds more than the rows it as
 
 from __future__ import annotations
 
+import queue
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypedDict
@@ -29,6 +31,7 @@ SUMMARY_FILE = "features.json"
 KIND = ArtifactKind("features", 1, "featurize", (FEATURES_FILE, SUMMARY_FILE))
 DTYPES, DEFAULT_DTYPE = study.FEATURE_DTYPES, study.DEFAULT_FEATURE_DTYPE
 READ_BYTES = 64 * 2**20  # at most this much of features.npy is read at once, beside the caller's rows
+WRITE_QUEUE = 8  # batches handed to the writing thread and not yet on disk, at most
 
 
 class FeaturesSummary(TypedDict):
@@ -112,7 +115,10 @@ def _runs(sorted_rows: np.ndarray, longest: int):
 
 
 class FeaturesWriter:
-    """Writes features.npy row batch by row batch (in pixel-row order), then closes the artifact."""
+    """Writes features.npy row batch by row batch (in pixel-row order), then closes the artifact.
+
+    A thread of its own writes the file, so the forward pass goes on while the disk takes gigabytes.
+    """
 
     def __init__(self, out_dir: Path, shape: tuple[int, ...], dtype: str):
         if dtype not in DTYPES:
@@ -127,15 +133,38 @@ class FeaturesWriter:
             {"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False, "shape": self.shape},
         )
         self.rows = 0
+        self._pending: queue.Queue[np.ndarray | None] = queue.Queue(WRITE_QUEUE)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._drain, name="features-writer", daemon=True)
+        self._thread.start()
+
+    def _drain(self) -> None:
+        while (batch := self._pending.get()) is not None:
+            if self._error is None:
+                try:
+                    self._file.write(memoryview(batch).cast("B"))
+                except BaseException as exc:  # a full disk: raised in the caller's next write or close
+                    self._error = exc
+
+    def _finish_writing(self) -> None:
+        if self._thread.is_alive():
+            self._pending.put(None)
+            self._thread.join()
+        self._file.close()
 
     def write(self, batch: np.ndarray) -> None:
-        """Appends the next rows."""
-        self._file.write(np.ascontiguousarray(batch, dtype=self.dtype).tobytes())
+        """Appends the next rows (queued; a failed earlier write is raised here)."""
+        if self._error is not None:
+            raise CxrError(f"features: cannot write {self.partial}: {self._error}") from self._error
+        self._pending.put(np.ascontiguousarray(batch, dtype=self.dtype))
         self.rows += len(batch)
 
     def close(self, summary: FeaturesSummary) -> None:
         """Renames features.npy into place and writes features.json and the manifest."""
-        self._file.close()
+        self._finish_writing()
+        if self._error is not None:
+            self.partial.unlink(missing_ok=True)
+            raise CxrError(f"features: cannot write {self.partial}: {self._error}") from self._error
         if self.rows != self.shape[0]:
             self.partial.unlink(missing_ok=True)
             raise CxrError(f"features: wrote {self.rows} rows, expected {self.shape[0]}")
@@ -145,7 +174,7 @@ class FeaturesWriter:
 
     def abort(self) -> None:
         """Removes the partial file (after a failure)."""
-        self._file.close()
+        self._finish_writing()
         self.partial.unlink(missing_ok=True)
 
 
