@@ -159,6 +159,7 @@ class KfpConfig:
 
 FEATURE_PASSES = ("auto", "shared", "per-task")
 _QUANTITY = re.compile(r"[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti)?")
+_CPU_QUANTITY = re.compile(r"[0-9]+(\.[0-9]+)?m?")  # cores ("8", "0.5") or millicores ("500m")
 
 
 @dataclass
@@ -196,6 +197,17 @@ class Config:
             )
         if not _QUANTITY.fullmatch(p.shm_size):
             raise CxrError(f"placement.shm_size {p.shm_size!r}: give a Kubernetes quantity such as 4Gi")
+        for name, pattern, example in (
+            ("train_cpu", _CPU_QUANTITY, "8 or 500m"),
+            ("step_cpu", _CPU_QUANTITY, "2 or 500m"),
+            ("train_memory", _QUANTITY, "32G or 16Gi"),
+            ("step_memory", _QUANTITY, "8G or 4Gi"),
+        ):
+            value = str(getattr(p, name))
+            if not pattern.fullmatch(value) or not float(re.match(r"[0-9.]+", value).group()):
+                raise CxrError(
+                    f"placement.{name} {value!r}: give a positive Kubernetes quantity such as {example}"
+                )
         if self.kfp.checkpoint_root and not self.kfp.checkpoint_root.startswith("gs://"):
             raise CxrError(
                 f"kfp.checkpoint_root {self.kfp.checkpoint_root!r}: give gs://BUCKET/PATH (pods are "

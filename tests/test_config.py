@@ -106,6 +106,10 @@ def test_missing_or_broken_file(tmp_path):
         ("study.epochs=0", "study.epochs 0 is out of range: use 1 to 10000"),
         ("study.head_units=256,0", "study.head_units 0 is out of range: use 1 to 65536"),
         ("study.dropout=1", "study.dropout 1.0 must be in"),
+        ("placement.train_cpu=eight", "placement.train_cpu 'eight': give a positive Kubernetes quantity"),
+        ("placement.step_cpu=0", "placement.step_cpu '0': give a positive"),
+        ("placement.train_memory=32GB", "placement.train_memory '32GB': give a positive Kubernetes quantity"),
+        ("placement.step_memory=-1G", "placement.step_memory '-1G'"),
     ],
 )
 def test_out_of_range_settings_are_refused_with_their_range(setting, match):

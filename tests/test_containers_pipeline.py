@@ -4,6 +4,9 @@ Run by `make test-containers` (which starts Docker and builds the images first),
 """
 
 import json
+import re
+import shutil
+import subprocess
 
 import pytest
 
@@ -34,3 +37,42 @@ def test_pipeline_runs_in_the_images_without_network(tmp_path):
         assert variant["accuracy"] == pytest.approx(sum(matrix[i][i] for i in range(4)) / variant["n_eval"])
     html = (report_dir / "report.html").read_text()
     assert comparison["best_variant"] in html and html.count("<svg") >= 6
+
+
+CREDENTIAL_FILES = (
+    "/run/secrets",  # BuildKit secrets (the build's pip_conf, pip_cert) are mounted for one RUN only
+    "/etc/pip.conf",
+    "$HOME/.config/pip/pip.conf",
+    "$HOME/.pip/pip.conf",
+    "$HOME/.netrc",
+    "$HOME/.docker/config.json",
+    "$HOME/.config/gcloud",
+    "/root/.config/gcloud",
+)
+CREDENTIAL_TEXT = re.compile(
+    r"PRIVATE KEY-----|KFP_TOKEN|KFP_COOKIE|GOOGLE_APPLICATION_CREDENTIALS|AWS_SECRET_ACCESS_KEY|"
+    r"PIP_CONFIG_FILE=|PIP_INDEX_URL=|://[^/\s:@]+:[^/\s@]+@"  # a user:password@ in a URL
+)
+
+
+@pytest.mark.parametrize("which", ["cpu", "train_cpu"])
+def test_no_credentials_in_the_images_layers_environment_or_home(which):
+    images = load_config(None).images
+    image = images.cpu if which == "cpu" else images.ref(images.train_cpu_name)
+    history = _docker("history", "--no-trunc", "--format", "{{.CreatedBy}}", image)
+    environment = _docker("image", "inspect", "--format", "{{json .Config.Env}}", image)
+    for what, text in (("history", history), ("environment", environment)):
+        found = CREDENTIAL_TEXT.search(text)
+        assert found is None, f"{image}: its {what} holds {found.group(0)!r}"
+    listing = " ".join(f'"{path}"' for path in CREDENTIAL_FILES)
+    present = _docker(
+        "run", "--rm", "--network", "none", image, "sh", "-c",
+        f'for p in {listing}; do if [ -d "$p" ]; then ls -A "$p" | sed "s|^|$p/|"; '
+        'elif [ -e "$p" ]; then echo "$p"; fi; done',
+    )  # fmt: skip
+    assert present.strip() == "", f"{image} holds credential files: {present.split()}"
+
+
+def _docker(*args: str) -> str:
+    docker = shutil.which("/usr/bin/docker") or shutil.which("docker")
+    return subprocess.run([docker, *args], capture_output=True, text=True, check=True).stdout
