@@ -51,7 +51,7 @@ CREDENTIAL_FILES = (
 )
 CREDENTIAL_TEXT = re.compile(
     r"PRIVATE KEY-----|KFP_TOKEN|KFP_COOKIE|GOOGLE_APPLICATION_CREDENTIALS|AWS_SECRET_ACCESS_KEY|"
-    r"PIP_CONFIG_FILE=|PIP_INDEX_URL=|://[^/\s:@]+:[^/\s@]+@"  # a user:password@ in a URL
+    r"://[^/\s:@]+:[^/\s@]+@"  # a user:password@ in a URL (an index URL with its login, say)
 )
 
 
