@@ -152,19 +152,21 @@ class FeaturesWriter:
             self._thread.join()
         self._file.close()
 
+    def _raise_a_failed_write(self) -> None:
+        if self._error is not None:
+            self.partial.unlink(missing_ok=True)
+            raise CxrError(f"features: cannot write {self.partial}: {self._error}") from self._error
+
     def write(self, batch: np.ndarray) -> None:
         """Appends the next rows (queued; a failed earlier write is raised here)."""
-        if self._error is not None:
-            raise CxrError(f"features: cannot write {self.partial}: {self._error}") from self._error
+        self._raise_a_failed_write()
         self._pending.put(np.ascontiguousarray(batch, dtype=self.dtype))
         self.rows += len(batch)
 
     def close(self, summary: FeaturesSummary) -> None:
         """Renames features.npy into place and writes features.json and the manifest."""
         self._finish_writing()
-        if self._error is not None:
-            self.partial.unlink(missing_ok=True)
-            raise CxrError(f"features: cannot write {self.partial}: {self._error}") from self._error
+        self._raise_a_failed_write()
         if self.rows != self.shape[0]:
             self.partial.unlink(missing_ok=True)
             raise CxrError(f"features: wrote {self.rows} rows, expected {self.shape[0]}")
