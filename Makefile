@@ -30,7 +30,7 @@ test-tools: ## Install the Debian tools the tests use: Chromium (report.html in 
 	@command -v chromium >/dev/null && command -v shellcheck >/dev/null || \
 	  { apt-get update -qq && apt-get install -y -qq chromium shellcheck >/dev/null; }
 
-LINT_PATHS := components pipelines tests manifests bench
+LINT_PATHS := components pipelines tests manifests bench containers
 
 lint: $(STAMP) ## Ruff: lint rules with Google-style docstrings, and the formatting check
 	$(BIN)/ruff check $(LINT_PATHS)

@@ -12,16 +12,19 @@ from importlib import metadata
 
 
 def canonical(name: str) -> str:
+    """The distribution name as PEP 503 compares it (case, `_` and `.` do not matter)."""
     return name.lower().replace("_", "-").replace(".", "-")
 
 
 def main(constraints: str, *ignore: str) -> int:
+    """Print every installed distribution the constraints file does not pin as installed; 1 if any."""
     pins = {}
-    for line in open(constraints, encoding="utf-8"):
-        line = line.split("#", 1)[0].strip()
-        if line:
-            name, _, version = line.partition("==")
-            pins[canonical(name)] = version.strip()
+    with open(constraints, encoding="utf-8") as lines:
+        for line in lines:
+            line = line.split("#", 1)[0].strip()
+            if line:
+                name, _, version = line.partition("==")
+                pins[canonical(name)] = version.strip()
     skip = {canonical(n) for n in ignore}
     bad = []
     for dist in metadata.distributions():
