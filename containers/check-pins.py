@@ -12,7 +12,7 @@ from importlib import metadata
 
 
 def canonical(name: str) -> str:
-    """The distribution name as PEP 503 compares it (case, `_` and `.` do not matter)."""
+    """Lower-case, with `_` and `.` as `-`, so `Foo_Bar` in a pin matches an installed `foo-bar`."""
     return name.lower().replace("_", "-").replace(".", "-")
 
 
